@@ -1,0 +1,122 @@
+#!/usr/bin/env python3
+"""Converge speed of playbooks/site.yml on the local fleet: project settings vs stock Ansible.
+
+    python bench/site_converge.py [--size 20] [--mitogen] [--keep]
+
+1. Brings the local fleet up with --size web instances (unless one of that size is up).
+2. Times the first site.yml converge with the project's ansible.cfg.
+3. Times the idempotent second run (changed=0 expected) with the project's ansible.cfg.
+4. Times the same second run under stock Ansible settings: an ansible.cfg that only tells Ansible
+   where the project's roles and plugins are (forks 5, no pipelining, Ansible's default
+   ControlPersist 60s, no fact cache, implicit gathering, default strategy).
+5. With --mitogen: the second run again with Mitogen's strategy (installed into a scratch
+   directory, not into the project's venv); the project keeps it only if it wins and stays correct.
+
+Prints a table with wall times, changed counts and the speed-up; the fleet stays up with --keep.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+
+from ec2fleet.localfleet import control  # noqa: E402
+
+VENV_BIN = Path(sys.executable).parent
+STOCK_CFG = """[defaults]
+roles_path = {repo}/roles
+library = {repo}/plugins/modules
+module_utils = {repo}/plugins/module_utils
+filter_plugins = {repo}/plugins/filter
+inventory_plugins = {repo}/plugins/inventory
+host_key_checking = false
+
+[inventory]
+enable_plugins = ec2_fleet
+"""
+
+
+def run_site(state, cfg: Path, label: str, extra_env: dict | None = None) -> dict:
+    env = {**os.environ, **state.env(), "ANSIBLE_CONFIG": str(cfg), "ANSIBLE_FORCE_COLOR": "0",
+           "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}", **(extra_env or {})}
+    start = time.monotonic()
+    proc = subprocess.run([str(VENV_BIN / "ansible-playbook"), "-i", "inventory/local.ec2_fleet.yml",
+                           "playbooks/site.yml"], cwd=REPO, env=env, capture_output=True, text=True)
+    wall = time.monotonic() - start
+    log = REPO / "reports" / "bench" / f"site-{label.replace(' ', '_')}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text(proc.stdout + proc.stderr)
+    recap = proc.stdout.split("PLAY RECAP", 1)[-1]
+    changed = sum(int(n) for n in re.findall(r"changed=(\d+)", recap))
+    failed = sum(int(n) for n in re.findall(r"failed=(\d+)", recap)) + sum(
+        int(n) for n in re.findall(r"unreachable=(\d+)", recap))
+    print(f"  {label}: {wall:.1f}s, changed={changed}, failed={failed}, rc={proc.returncode} (log {log})",
+          flush=True)
+    return {"label": label, "wall": wall, "changed": changed, "failed": failed, "rc": proc.returncode}
+
+
+def mitogen_env(scratch: Path) -> dict:
+    target = scratch / "mitogen"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--target", str(target), "mitogen==0.3.54"],
+                   check=True)
+    return {"ANSIBLE_STRATEGY_PLUGINS": str(target / "ansible_mitogen" / "plugins" / "strategy"),
+            "ANSIBLE_STRATEGY": "mitogen_linear",
+            "PYTHONPATH": f"{target}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", type=int, default=20)
+    parser.add_argument("--mitogen", action="store_true")
+    parser.add_argument("--keep", action="store_true", help="leave the fleet up afterwards")
+    args = parser.parse_args()
+
+    for version in ("1.0.0",):
+        subprocess.run([str(REPO / "tools" / "build-release"), version], cwd=REPO, check=True, capture_output=True)
+    fresh = not control.exists() or control.load().data.get("size") != args.size
+    if fresh and control.exists():
+        control.down()
+    start = time.monotonic()
+    state = control.up(size=args.size)
+    print(f"fleet of {args.size} web instances + bastion up in {time.monotonic() - start:.0f}s", flush=True)
+    project_cfg = REPO / "ansible.cfg"
+    results = []
+    with tempfile.TemporaryDirectory() as scratch:
+        stock_cfg = Path(scratch) / "ansible.cfg"
+        stock_cfg.write_text(STOCK_CFG.format(repo=REPO))
+        if fresh:
+            results.append(run_site(state, project_cfg, "first converge (project settings)"))
+        results.append(run_site(state, project_cfg, "second run (project settings)"))
+        results.append(run_site(state, stock_cfg, "second run (stock settings)"))
+        if args.mitogen:
+            results.append(run_site(state, project_cfg, "second run (project + mitogen)", mitogen_env(Path(scratch))))
+    state.set_flag("converged")
+
+    project = next(r for r in results if r["label"] == "second run (project settings)")
+    stock = next(r for r in results if r["label"] == "second run (stock settings)")
+    print()
+    print(f"site.yml on {args.size} web instances + bastion ({os.cpu_count()} cores)")
+    print(f"{'run':<36} {'wall s':>8} {'changed':>8} {'failed':>7}")
+    for r in results:
+        print(f"{r['label']:<36} {r['wall']:>8.1f} {r['changed']:>8} {r['failed']:>7}")
+    print(f"\nsecond run, stock / project settings: {stock['wall'] / project['wall']:.2f}x (target >= 2x)")
+    if args.mitogen:
+        mito = results[-1]
+        print(f"second run, project / project+mitogen: {project['wall'] / mito['wall']:.2f}x "
+              f"(correct: {'yes' if mito['failed'] == 0 and mito['changed'] == 0 else 'NO'})")
+    if not args.keep:
+        control.down()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,7 @@
+#!/bin/bash
+# BeforeInstall: check the host is prepared and give Install an empty staging directory.
+. "$(dirname "$0")/lib.sh"
+require_prepared_host
+rm -rf "$STAGING"
+install -d -m 0700 -o root -g root "$STAGING"
+log "staging ready for ${APP_NAME} ${APP_VERSION}"

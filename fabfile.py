@@ -1,0 +1,158 @@
+"""Ops commands (Fabric): `fab --list`, or through tools/fleet which sets up the toolchain first.
+
+Local fleet (the default, no AWS account needed):
+    fab up [--size 4] [--no-converge]    emulated AWS + containers, then playbooks/site.yml
+    fab down                             remove every container and process `up` started
+    fab env                              shell exports to use ansible/boto3 against it by hand
+
+Any fleet (`--inventory inventory/production.ec2_fleet.yml` for a real one; default: local):
+    fab status                           instance, AZ, ASG, lifecycle, target health, release
+    fab ssh --host web-1                 interactive shell through the bastion
+    fab run --group role_web --cmd 'uptime' [--sudo]
+    fab logs --group role_web [--unit sampleapp] [--lines 50]
+    fab converge [--playbook playbooks/site.yml] [--limit ...]
+    fab smoke                            testinfra smoke tests of every host
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from fabric import task
+
+from ec2fleet import ops
+from ec2fleet.localfleet import control
+
+REPO = Path(__file__).resolve().parent
+LOCAL_INVENTORY = "inventory/local.ec2_fleet.yml"
+VENV_BIN = Path(sys.executable).parent
+
+
+def _env_for(inventory: str) -> dict:
+    """Environment for ansible/boto3: the local fleet's emulator when the inventory is local."""
+    env = dict(os.environ)
+    if Path(inventory).name == Path(LOCAL_INVENTORY).name:
+        if not control.exists():
+            raise SystemExit("the local fleet is not up: run `tools/fleet up` first")
+        env.update(control.load().env())
+    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
+    env.setdefault("ANSIBLE_CONFIG", str(REPO / "ansible.cfg"))
+    return env
+
+
+def _inventory(inventory: str) -> ops.Inventory:
+    env = _env_for(inventory)
+    os.environ.update({k: v for k, v in env.items() if k.startswith(("AWS_", "EC2FLEET_"))})
+    return ops.Inventory(inventory, env)
+
+
+def _playbook(c, inventory: str, playbook: str, extra: str = "") -> None:
+    env = _env_for(inventory)
+    cmd = f"ansible-playbook -i {shlex.quote(inventory)} {shlex.quote(playbook)} {extra}".strip()
+    print(f"fleet: {cmd}", flush=True)
+    with c.cd(str(REPO)):
+        c.run(cmd, env=env, pty=False, echo=False)
+
+
+@task(help={"size": "web ASG size (1-50, default 4)", "converge": "run playbooks/site.yml after (default yes)"})
+def up(c, size=4, converge=True):
+    """Bring the local fleet up (emulated AWS + containers) and converge it with site.yml."""
+    state = control.up(size=int(size))
+    if converge:
+        _playbook(c, LOCAL_INVENTORY, "playbooks/site.yml")
+        state.set_flag("converged")  # from now on, new instances are converged at boot by fleetd
+    url = f"http://127.0.0.1:{state.data['lb_port']}/"
+    print(f"\nload balancer: {url}  (bastion: ssh -p {state.data['bastion_port']} admin@127.0.0.1 "
+          f"-i {state.key_path})")
+    if converge:
+        answer = _wait_http(url + "version", timeout=60)
+        print(f"the app answers through the load balancer: {answer}")
+
+
+def _wait_http(url: str, timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=3) as resp:
+                return resp.read().decode().strip()
+        except OSError as exc:
+            last = str(exc)
+            time.sleep(1)
+    raise SystemExit(f"{url} did not answer within {timeout:.0f}s: {last}")
+
+
+@task
+def down(c):
+    """Remove every container, the network, the balancer, fleetd and the emulator of the local fleet."""
+    control.down()
+
+
+@task
+def env(c):
+    """Print shell exports for using ansible, boto3 and the AWS CLI against the local fleet."""
+    for key, value in control.load().env().items():
+        print(f"export {key}={shlex.quote(value)}")
+
+
+@task(help={"inventory": f"inventory file (default {LOCAL_INVENTORY})"})
+def status(c, inventory=LOCAL_INVENTORY):
+    """Table of every instance: AZ, ASG, lifecycle state, target health, release version."""
+    rows = ops.status_rows(_inventory(inventory))
+    print(ops.table(rows))
+
+
+@task(help={"host": "inventory hostname", "inventory": "inventory file"})
+def ssh(c, host, inventory=LOCAL_INVENTORY):
+    """Interactive shell on a host, through the bastion when it is in a private subnet."""
+    ops.interactive(_inventory(inventory).select(host)[0])
+
+
+@task(help={"group": "group or host names, comma-separated", "cmd": "shell command", "sudo": "run with sudo",
+            "inventory": "inventory file"})
+def run(c, group, cmd, sudo=False, inventory=LOCAL_INVENTORY):
+    """Run a command on every host of a group in parallel; exits non-zero if any host failed."""
+    hosts = _inventory(inventory).select(group)
+    results = ops.run_parallel(hosts, cmd, sudo=bool(sudo))
+    failed = 0
+    for name in sorted(results):
+        code, out = results[name]
+        failed += code != 0
+        print(f"--- {name} (exit {code})")
+        if out:
+            print(out)
+    print(f"{len(results) - failed} ok, {failed} failed")
+    if failed:
+        raise SystemExit(1)
+
+
+@task(help={"group": "group or host names", "unit": "systemd unit (default sampleapp)", "lines": "lines per host",
+            "inventory": "inventory file"})
+def logs(c, group, unit="sampleapp", lines=50, inventory=LOCAL_INVENTORY):
+    """Last lines of a unit's journal on every host of a group, prefixed by host."""
+    hosts = _inventory(inventory).select(group)
+    cmd = f"journalctl -u {shlex.quote(unit)} -n {int(lines)} --no-pager -o short-iso"
+    for name, (code, out) in sorted(ops.run_parallel(hosts, cmd, sudo=True).items()):
+        for line in out.splitlines() or [f"(exit {code}, no output)"]:
+            print(f"{name} | {line}")
+
+
+@task(help={"playbook": "playbook (default playbooks/site.yml)", "limit": "host pattern", "inventory": "inventory file"})
+def converge(c, playbook="playbooks/site.yml", limit="", inventory=LOCAL_INVENTORY):
+    """Run a playbook against the fleet with the project's settings."""
+    _playbook(c, inventory, playbook, f"--limit {shlex.quote(limit)}" if limit else "")
+
+
+@task(help={"inventory": "inventory file (default: the local fleet)"})
+def smoke(c, inventory=LOCAL_INVENTORY):
+    """Fleet smoke tests (testinfra, ansible backend, through the ec2_fleet inventory)."""
+    env = _env_for(inventory)
+    cmd = (f"{shlex.quote(sys.executable)} -m pytest tests/fleet -p no:cacheprovider -q "
+           f"--hosts=ansible://all --ansible-inventory={shlex.quote(inventory)}")
+    with c.cd(str(REPO)):
+        c.run(cmd, env=env, pty=False)

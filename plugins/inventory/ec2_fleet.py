@@ -1,0 +1,913 @@
+# -*- coding: utf-8 -*-
+# Copyright: the ec2-fleet project
+# Apache License 2.0
+"""ec2_fleet: dynamic EC2 inventory, a faster and safer drop-in for amazon.aws.aws_ec2."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+name: ec2_fleet
+short_description: EC2 inventory with concurrent regions, ASG-aware groups, bastion wiring and a config-keyed cache
+description:
+  - Discovers EC2 instances across regions (queried concurrently, bounded pool) and builds hosts,
+    groups and hostvars from them, ready for playbooks. A drop-in for C(amazon.aws.aws_ec2) -
+    O(regions), O(filters), O(include_filters), O(exclude_filters), O(hostnames), O(keyed_groups),
+    O(groups), O(compose), O(strict), caching, O(profile), O(assume_role_arn) and O(endpoint_url)
+    mean the same.
+  - "Adds: regions that are not enabled for the account are skipped with a warning; Auto Scaling
+    awareness (groups C(asg_<name>), lifecycle state, health, scale-in protection and launch
+    template version as hostvars); optional target-group membership; default groups by role tag,
+    environment tag, region and availability zone; bastion ProxyJump wiring per VPC; duplicate
+    hostnames never collapse into one host; a cache of the processed inventory keyed by the
+    inventory file's content, the credentials profile, the assumed role and the endpoint, so a
+    changed file never serves an old answer and a hit makes no AWS call."
+  - Hostvars are a curated set by default (see O(full_description) for every instance field).
+    Hostvars always set (null when AWS has no value) -
+    C(ec2_instance_id), C(ec2_region), C(ec2_availability_zone), C(ec2_vpc_id), C(ec2_subnet_id),
+    C(ec2_private_ip_address), C(ec2_public_ip_address), C(ec2_private_dns_name),
+    C(ec2_public_dns_name), C(ec2_instance_type), C(ec2_image_id), C(ec2_launch_time) (ISO 8601
+    string), C(ec2_state) (for example V(running)), C(ec2_key_name), C(ec2_security_group_ids) (list),
+    C(ec2_tags) (dict), C(asg_name), C(asg_lifecycle_state) (V(InService), V(Pending), V(Standby),
+    V(Terminating)...), C(asg_health_status) (V(Healthy) or V(Unhealthy)), C(asg_protected_from_scale_in)
+    (bool), C(asg_launch_template_version) (the five C(asg_*) are null outside an Auto Scaling Group
+    or when O(asg=false)), C(ec2_is_bastion) (bool), C(ansible_host).
+  - C(target_group_arns) (list of target group ARNs the instance is registered in) only with
+    O(target_groups=true). C(ansible_ssh_common_args) only on hosts reached through a bastion.
+  - "Connection wiring: hosts tagged O(bastion_tag_key)=O(bastion_tag_value) form the group
+    C(bastion) and connect by their public address. Other hosts connect by their public address
+    when they have one (see O(ssh_via_bastion)), else by private address with
+    C(ansible_ssh_common_args=-o ProxyJump=[user@]bastion:port) through a bastion of their own VPC
+    (lowest instance id first). O(compose) runs after this wiring, so an inventory file can
+    override C(ansible_host) or C(ansible_ssh_common_args)."
+  - "Default groups (see O(default_groups)): C(bastion), C(asg_<name>), C(role_<Role tag>),
+    C(env_<Env tag>), C(region_<region>), C(az_<zone>); names are lower-cased and every character
+    other than a-z, 0-9 and _ becomes _, so C(web-prod) becomes C(asg_web_prod) and C(us-east-1a)
+    becomes C(az_us_east_1a)."
+  - Errors are fatal (ansible-inventory and ansible-playbook exit non-zero) and one line long -
+    unknown or invalid options name the option and the allowed values; missing credentials,
+    an unreachable endpoint or denied access say what failed and where.
+  - "Python imports: the plugin loads C(plugins/module_utils/fleet_aws.py) (the project's one boto3
+    client factory) by path under the module name C(ec2fleet_fleet_aws), and only when AWS must
+    be called, so a cache hit does not even import boto3."
+author:
+  - ec2-fleet project
+requirements:
+  - boto3
+  - botocore
+extends_documentation_fragment:
+  - constructed
+  - inventory_cache
+options:
+  plugin:
+    description: Token that marks the file as this plugin's; the file name must end in C(.ec2_fleet.yml) or C(.ec2_fleet.yaml).
+    required: true
+    type: str
+    choices: [ec2_fleet]
+  regions:
+    description:
+      - Regions to query. Empty means every region enabled for the account (C(DescribeRegions)).
+      - A listed region that is not enabled for the account is skipped with a warning.
+    type: list
+    elements: str
+    default: []
+  filters:
+    description:
+      - EC2 C(DescribeInstances) filters, ANDed, as a dict of filter name to value or list of
+        values (see U(https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_DescribeInstances.html)).
+      - As in aws_ec2, it is combined with O(include_filters) as one more include entry.
+    type: dict
+    default: {}
+  include_filters:
+    description: A list of filter dicts; an instance matching any of them is included (OR).
+    type: list
+    elements: dict
+    default: []
+  exclude_filters:
+    description: A list of filter dicts; an instance matching any of them is excluded, whatever the include filters say.
+    type: list
+    elements: dict
+    default: []
+  states:
+    description:
+      - Instance states to include (the C(instance-state-name) filter), unless a filter already names
+        C(instance-state-name).
+    type: list
+    elements: str
+    choices: [pending, running, shutting-down, terminated, stopping, stopped]
+    default: [running]
+  hostnames:
+    description:
+      - Inventory hostname sources in order of preference; the first one with a value wins.
+      - "A string: C(tag:Name) (a tag's value), C(tag:Name,Other) (the first of these tags set),
+        C(tag:Role=web) (V(Role_web) when the tag has that value), C(instance-id), C(private-ip-address),
+        C(ip-address) or C(public-ip-address), C(dns-name), C(private-dns-name), C(image-id),
+        C(instance-type), C(key-name), C(subnet-id), C(vpc-id), C(placement.availability-zone)."
+      - "A dict: C(name) (as above), optional C(prefix) (as above) and C(separator) (default V(_)),
+        giving prefix + separator + name."
+      - An instance for which no preference has a value is named by its instance id (never dropped).
+    type: list
+    elements: raw
+    default: ['tag:Name', 'private-ip-address', 'instance-id']
+  strict_hostnames:
+    description:
+      - Two instances resolving to the same hostname never become one host. With V(false) the later
+        one (by instance id) is named C(<hostname>-<instance id>) and a warning says so; with V(true)
+        the inventory fails instead.
+    type: bool
+    default: false
+  profile:
+    description: Named AWS profile for credentials; default is the usual boto3 chain (environment, shared files, instance role).
+    type: str
+    aliases: [aws_profile, boto_profile]
+    env:
+      - name: AWS_PROFILE
+      - name: AWS_DEFAULT_PROFILE
+  assume_role_arn:
+    description: Role to assume (STS) with the credentials found, before any other call.
+    type: str
+  role_session_name:
+    description: Session name used with O(assume_role_arn).
+    type: str
+    default: ec2fleet-inventory
+  endpoint_url:
+    description:
+      - Endpoint for every AWS service the plugin calls (an emulator, a VPC endpoint).
+        Defaults to C(AWS_ENDPOINT_URL) when set, else the AWS endpoints.
+    type: str
+    aliases: [aws_endpoint_url]
+    env:
+      - name: AWS_ENDPOINT_URL
+  retry_mode:
+    description: botocore retry mode; both back off on throttling.
+    type: str
+    choices: [standard, adaptive]
+    default: standard
+  max_attempts:
+    description: Maximum attempts per API call (botocore retries), at least 1.
+    type: int
+    default: 5
+  max_concurrency:
+    description: Regions queried at the same time (bounded thread pool), at least 1.
+    type: int
+    default: 4
+  strict_permissions:
+    description:
+      - With V(true) (default) access denied on any call fails the inventory. With V(false), an Auto
+        Scaling or ELB call that is denied only drops those hostvars/groups, with a warning.
+    type: bool
+    default: true
+  asg:
+    description: Query Auto Scaling for groups C(asg_<name>) and the C(asg_*) hostvars.
+    type: bool
+    default: true
+  target_groups:
+    description:
+      - Query ELBv2 for target-group membership and set hostvar C(target_group_arns) (one
+        C(DescribeTargetHealth) call per target group per region).
+    type: bool
+    default: false
+  full_description:
+    description:
+      - Add every field of the instance's C(DescribeInstances) description to the hostvars, named as
+        aws_ec2 names them (snake_case, C(tags) as a dict, C(placement.region)), for aws_ec2 parity.
+        This makes the inventory much larger and slower; the curated hostvars stay.
+    type: bool
+    default: false
+  default_groups:
+    description: Which default groups to build.
+    type: list
+    elements: str
+    choices: [bastion, asg, role, env, region, az]
+    default: [bastion, asg, role, env, region, az]
+  role_tag:
+    description: Tag whose value names the C(role_<value>) group.
+    type: str
+    default: Role
+  env_tag:
+    description: Tag whose value names the C(env_<value>) group.
+    type: str
+    default: Env
+  bastion_tag_key:
+    description: Tag key marking bastion instances.
+    type: str
+    default: Role
+  bastion_tag_value:
+    description: Value of O(bastion_tag_key) marking bastion instances.
+    type: str
+    default: bastion
+  bastion_user:
+    description: SSH user on the bastion in the ProxyJump specification; empty means the ssh default.
+    type: str
+  bastion_port:
+    description: SSH port of the bastion in the ProxyJump specification.
+    type: int
+    default: 22
+  ssh_via_bastion:
+    description:
+      - V(when_private) - hosts without a public address go through their VPC's bastion, others connect directly.
+      - V(always) - every non-bastion host connects by private address through its VPC's bastion.
+      - V(never) - no ProxyJump; C(ansible_host) is the public address, else the private one.
+    type: str
+    choices: [when_private, always, never]
+    default: when_private
+"""
+
+EXAMPLES = r"""
+# inventory/production.ec2_fleet.yml: everything at its defaults, two regions.
+plugin: ec2_fleet
+regions: [eu-west-1, us-east-1]
+
+# Drop-in for an aws_ec2 file: same keys, same meaning.
+plugin: ec2_fleet
+regions: [eu-west-1]
+filters:
+  tag:Env: prod
+exclude_filters:
+  - tag:Maintenance: "true"
+hostnames:
+  - tag:Name
+  - name: instance-id
+    prefix: tag:Role
+    separator: "-"
+keyed_groups:
+  - key: ec2_tags.Team
+    prefix: team
+  - key: ec2_instance_type
+    prefix: type
+groups:
+  big: ec2_instance_type.startswith('m5.')
+compose:
+  ansible_user: "'admin'"
+
+# Bastion wiring with a custom tag and user, plus target groups and a persistent cache.
+plugin: ec2_fleet
+regions: [eu-west-1]
+bastion_tag_key: Bastion
+bastion_tag_value: "yes"
+bastion_user: jump
+bastion_port: 2222
+target_groups: true
+cache: true
+cache_plugin: ansible.builtin.jsonfile
+cache_connection: .cache/inventory
+cache_timeout: 300
+
+# Assume a role in another account, adaptive retries, stopped instances too.
+plugin: ec2_fleet
+regions: []
+profile: ops
+assume_role_arn: arn:aws:iam::123456789012:role/fleet-read
+retry_mode: adaptive
+states: [running, stopped]
+
+# Local fleet: moto holds the instances, containers stand in for them; compose overrides
+# the wiring so Ansible reaches each container on its published loopback port.
+plugin: ec2_fleet
+endpoint_url: http://127.0.0.1:5000
+regions: [us-east-1]
+ssh_via_bastion: never
+compose:
+  ansible_host: "'127.0.0.1'"
+  ansible_port: ec2_tags.LocalSshPort | int
+"""
+
+import hashlib
+import json
+import os
+import re
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+from ansible.errors import AnsibleError, AnsibleParserError
+from ansible.module_utils.common.dict_transformations import camel_dict_to_snake_dict
+from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable
+from ansible.utils.display import Display
+
+display = Display()
+
+FLEET_AWS_MODULE = "ec2fleet_fleet_aws"
+FLEET_AWS_PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "module_utils", "fleet_aws.py")
+_load_lock = threading.Lock()
+
+# Bump when the cached structure changes, so an old cache entry is never misread.
+CACHE_FORMAT = 2
+
+# hostnames preference -> path in the DescribeInstances description
+HOSTNAME_SOURCES = {
+    "instance-id": ("InstanceId",),
+    "private-ip-address": ("PrivateIpAddress",),
+    "ip-address": ("PublicIpAddress",),
+    "public-ip-address": ("PublicIpAddress",),
+    "dns-name": ("PublicDnsName",),
+    "private-dns-name": ("PrivateDnsName",),
+    "image-id": ("ImageId",),
+    "instance-type": ("InstanceType",),
+    "key-name": ("KeyName",),
+    "subnet-id": ("SubnetId",),
+    "vpc-id": ("VpcId",),
+    "placement.availability-zone": ("Placement", "AvailabilityZone"),
+}
+HOSTNAME_CHOICES = "tag:<Key>, tag:<Key1>,<Key2>, tag:<Key>=<Value>, " + ", ".join(HOSTNAME_SOURCES)
+
+_GROUP_UNSAFE = re.compile(r"[^a-z0-9_]")
+# An expression that is nothing but a variable path (a.b.c or a['b']): resolved without Jinja.
+_SIMPLE_PATH = re.compile(r"^\s*([A-Za-z_]\w*)((?:\.[A-Za-z_]\w*|\[(?:'[^'\\]*'|\"[^\"\\]*\")\])*)\s*$")
+_PATH_PART = re.compile(r"\.([A-Za-z_]\w*)|\['([^'\\]*)'\]|\[\"([^\"\\]*)\"\]")
+_DICT_ATTRS = frozenset(dir(dict))
+
+
+def load_fleet_aws():
+    """The project's boto3 factory, loaded once per process by path under a stable name."""
+    module = sys.modules.get(FLEET_AWS_MODULE)
+    if module is not None:
+        return module
+    import importlib.util
+
+    with _load_lock:
+        module = sys.modules.get(FLEET_AWS_MODULE)
+        if module is None:
+            spec = importlib.util.spec_from_file_location(FLEET_AWS_MODULE, FLEET_AWS_PATH)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[FLEET_AWS_MODULE] = module
+            try:
+                spec.loader.exec_module(module)
+            except Exception:
+                del sys.modules[FLEET_AWS_MODULE]
+                raise
+    return module
+
+
+def safe_group_name(kind, value):
+    """role_web, asg_web_prod, az_us_east_1a: always a valid Ansible group name."""
+    return kind + "_" + _GROUP_UNSAFE.sub("_", str(value).lower())
+
+
+def _iso(value):
+    return value.isoformat() if hasattr(value, "isoformat") else value
+
+
+def _jsonable(value):
+    """Descriptions from botocore carry datetimes; hostvars and the cache want plain JSON."""
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    return _iso(value)
+
+
+def _filter_list(filters):
+    """aws_ec2 filter dict -> boto3 Filters list (values become lists of strings)."""
+    result = []
+    for name, value in filters.items():
+        values = value if isinstance(value, list) else [value]
+        result.append({"Name": str(name), "Values": [str(v) if not isinstance(v, bool) else str(v).lower() for v in values]})
+    return result
+
+
+class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
+    NAME = "ec2_fleet"
+
+    # -- entry points -------------------------------------------------------------------------
+
+    def verify_file(self, path):
+        return super().verify_file(path) and path.endswith((".ec2_fleet.yml", ".ec2_fleet.yaml"))
+
+    def parse(self, inventory, loader, path, cache=True):
+        super().parse(inventory, loader, path)
+        self._fleet_path = path
+        self._check_raw_options(path)
+        self._read_config_data(path)
+        self._check_options()
+
+        cache_key = self._fleet_cache_key(path)
+        result = self._cache_get(cache_key) if self.get_option("cache") and cache else None
+        if result is None:
+            result = self._build_from_aws()
+            if self.get_option("cache"):
+                # One JSON string per entry: plain data, decoded at C speed on a hit (the cache
+                # plugin's own decoder is far slower on thousands of small dicts).
+                self._cache[cache_key] = {"format": CACHE_FORMAT, "inventory": json.dumps(result, separators=(",", ":"))}
+        else:
+            for warning in result.get("warnings", []):
+                display.warning(warning)
+            self._load(result)
+
+    def _cache_get(self, cache_key):
+        try:
+            entry = self._cache[cache_key]
+        except KeyError:
+            return None
+        if not isinstance(entry, dict) or entry.get("format") != CACHE_FORMAT or not isinstance(entry.get("inventory"), str):
+            return None  # written by another version: rebuild
+        try:
+            return json.loads(entry["inventory"])
+        except ValueError:
+            return None
+
+    # -- options --------------------------------------------------------------------------------
+
+    def _check_raw_options(self, path):
+        """Names, types and choices of the file's options, checked before Ansible's own handling
+        so the error names the option and its allowed values (Ansible's does not for lists)."""
+        try:
+            config = self.loader.load_from_file(path, cache="none")
+        except Exception:
+            return  # _read_config_data reports unreadable files
+        if not isinstance(config, dict) or config.get("plugin") != self.NAME:
+            return
+        definitions = self._fleet_option_defs()
+        by_name = {}
+        for name, spec in definitions.items():
+            by_name[name] = spec
+            for alias in spec.get("aliases") or []:
+                by_name[alias] = spec
+        unknown = sorted(str(k) for k in config if k not in by_name)
+        if unknown:
+            raise AnsibleParserError(
+                f"ec2_fleet: unknown option(s) {', '.join(unknown)} in {path}; "
+                f"valid options are: {', '.join(sorted(definitions))}"
+            )
+        for key, value in config.items():
+            spec = by_name[key]
+            kind = spec.get("type", "str")
+            if value is None:
+                continue
+            expected = {"list": list, "dict": dict}.get(kind)
+            if expected and not isinstance(value, expected):
+                raise AnsibleParserError(f"ec2_fleet: option {key} must be a {kind}, got {type(value).__name__} {value!r}")
+            if kind == "int" and (isinstance(value, bool) or not isinstance(value, int)):
+                raise AnsibleParserError(f"ec2_fleet: option {key} must be an integer, got {value!r}")
+            if kind == "bool" and not isinstance(value, bool):
+                raise AnsibleParserError(f"ec2_fleet: option {key} must be true or false, got {value!r}")
+            choices = spec.get("choices")
+            if choices:
+                values = value if isinstance(value, list) else [value]
+                bad = [v for v in values if v not in choices]
+                if bad:
+                    raise AnsibleParserError(
+                        f"ec2_fleet: option {key} has invalid value(s) {', '.join(map(str, bad))}; "
+                        f"allowed values are: {', '.join(map(str, choices))}"
+                    )
+
+    def _check_options(self):
+        """Checks that need the resolved values (environment and defaults applied)."""
+        for name in ("max_attempts", "max_concurrency", "bastion_port"):
+            value = self.get_option(name)
+            if value is None or value < 1:
+                raise AnsibleParserError(f"ec2_fleet: option {name} must be an integer >= 1, got {value!r}")
+        for name in ("include_filters", "exclude_filters"):
+            if not all(isinstance(f, dict) for f in self.get_option(name)):
+                raise AnsibleParserError(f"ec2_fleet: option {name} must be a list of dicts of filter name to value(s)")
+        regions = self.get_option("regions")
+        bad = [r for r in regions if not isinstance(r, str) or not re.match(r"^[a-z]{2}(-[a-z]+)+-\d+$", r)]
+        if bad:
+            raise AnsibleParserError(
+                f"ec2_fleet: option regions has invalid region name(s) {', '.join(map(str, bad))}; "
+                "expected names like us-east-1 (or an empty list for every enabled region)"
+            )
+        self._hostname_specs = [self._parse_hostname(p) for p in self.get_option("hostnames")]
+        if not self._hostname_specs:
+            raise AnsibleParserError(f"ec2_fleet: option hostnames must not be empty; allowed entries: {HOSTNAME_CHOICES}")
+
+    def _fleet_option_defs(self):
+        from ansible import constants as C
+
+        return C.config.get_configuration_definitions("inventory", self.NAME) or {}
+
+    def _parse_hostname(self, pref):
+        if isinstance(pref, dict):
+            unknown = set(pref) - {"name", "prefix", "separator"}
+            if "name" not in pref or unknown:
+                raise AnsibleParserError(
+                    f"ec2_fleet: option hostnames: a dict entry needs 'name' and may have 'prefix' and "
+                    f"'separator' only, got {sorted(map(str, pref))}"
+                )
+            return (
+                self._parse_hostname_source(pref["name"]),
+                self._parse_hostname_source(pref["prefix"]) if pref.get("prefix") else None,
+                str(pref.get("separator", "_")),
+            )
+        return (self._parse_hostname_source(pref), None, None)
+
+    @staticmethod
+    def _parse_hostname_source(source):
+        if not isinstance(source, str) or not source:
+            raise AnsibleParserError(f"ec2_fleet: option hostnames: invalid entry {source!r}; allowed: {HOSTNAME_CHOICES}")
+        if source.startswith("tag:") and len(source) > 4:
+            keys = []
+            for part in source[4:].split(","):
+                key, eq, value = part.partition("=")
+                keys.append((key, value if eq else None))
+            return ("tag", keys)
+        if source in HOSTNAME_SOURCES:
+            return ("field", HOSTNAME_SOURCES[source])
+        raise AnsibleParserError(f"ec2_fleet: option hostnames: unknown source {source!r}; allowed: {HOSTNAME_CHOICES}")
+
+    def _fleet_cache_key(self, path):
+        """Keyed by the file's content and the credentials profile: a changed config never hits."""
+        with open(path, "rb") as handle:
+            content = handle.read()
+        identity = json.dumps(
+            [self.get_option("profile") or "", self.get_option("assume_role_arn") or "",
+             self.get_option("endpoint_url") or "", CACHE_FORMAT],
+        ).encode()
+        digest = hashlib.sha256(content + b"\0" + identity).hexdigest()[:24]
+        return f"{self.NAME}_{digest}"
+
+    # -- AWS ------------------------------------------------------------------------------------
+
+    def _build_from_aws(self):
+        fleet_aws = load_fleet_aws()
+        self._fleet_aws = fleet_aws
+        self._warnings = []
+        regions = list(self.get_option("regions"))
+        try:
+            _session, clients = fleet_aws.fleet_clients(
+                region=regions[0] if regions else None,
+                profile=self.get_option("profile"),
+                assume_role_arn=self.get_option("assume_role_arn"),
+                role_session_name=self.get_option("role_session_name"),
+                endpoint_url=self.get_option("endpoint_url"),
+                retry_mode=self.get_option("retry_mode"),
+                max_attempts=self.get_option("max_attempts"),
+                max_pool_connections=max(10, self.get_option("max_concurrency") * 3),
+            )
+        except fleet_aws.FleetAWSError as exc:
+            raise AnsibleError(f"ec2_fleet: {exc}") from None
+        self._clients = clients
+        # Plain strings: names from the file carry Ansible's trust tag, and must not reach hostvars
+        # as templates (or differ between a cold run and a cache hit).
+        regions = [r.encode().decode() for r in self._resolve_regions(regions)]
+
+        results = {}
+        errors = []
+        workers = min(self.get_option("max_concurrency"), max(len(regions), 1))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ec2_fleet") as pool:
+            futures = {region: pool.submit(self._query_region, region) for region in regions}
+            for region, future in futures.items():
+                try:
+                    results[region] = future.result()
+                except fleet_aws.FLEET_AWS_ERRORS as exc:
+                    if fleet_aws.error_kind(exc) == "region_disabled":
+                        self._warn(f"ec2_fleet: skipping region {region}: not enabled for this account")
+                        continue
+                    errors.append(fleet_aws.format_aws_error(exc, action="query EC2 inventory", where=clients.where(region)))
+        if errors:
+            raise AnsibleError("ec2_fleet: " + errors[0])
+
+        instances = []
+        for region in regions:
+            instances.extend(results.get(region, []))
+        return self._populate(instances)
+
+    def _warn(self, message):
+        self._warnings.append(message)
+        display.warning(message)
+
+    def _resolve_regions(self, regions):
+        fleet_aws = self._fleet_aws
+        ec2 = self._clients("ec2")
+        try:
+            if not regions:
+                described = ec2.describe_regions(
+                    Filters=[{"Name": "opt-in-status", "Values": ["opt-in-not-required", "opted-in"]}]
+                )["Regions"]
+                return sorted(r["RegionName"] for r in described)
+            described = ec2.describe_regions(AllRegions=True)["Regions"]
+        except fleet_aws.FLEET_AWS_ERRORS as exc:
+            if regions and fleet_aws.error_kind(exc) == "access_denied":
+                return regions  # cannot check opt-in; a disabled region is still caught per call
+            raise AnsibleError("ec2_fleet: " + fleet_aws.format_aws_error(
+                exc, action="list regions", where=self._clients.where())) from None
+        status = {r["RegionName"]: r.get("OptInStatus", "opt-in-not-required") for r in described}
+        enabled = []
+        for region in dict.fromkeys(regions):
+            if status.get(region) == "not-opted-in":
+                self._warn(f"ec2_fleet: skipping region {region}: not enabled for this account (opt-in status not-opted-in)")
+            elif region not in status:
+                self._warn(f"ec2_fleet: skipping region {region}: not a region this account knows")
+            else:
+                enabled.append(region)
+        return enabled
+
+    def _state_filter_needed(self, filters):
+        return not any(f["Name"] == "instance-state-name" for f in filters)
+
+    def _describe(self, ec2, filters):
+        if self._state_filter_needed(filters):
+            filters = filters + [{"Name": "instance-state-name", "Values": list(self.get_option("states"))}]
+        instances = []
+        for page in ec2.get_paginator("describe_instances").paginate(Filters=filters, PaginationConfig={"PageSize": 1000}):
+            for reservation in page["Reservations"]:
+                instances.extend(reservation["Instances"])
+        return instances
+
+    def _query_region(self, region):
+        ec2 = self._clients("ec2", region)
+        includes = []
+        if self.get_option("filters"):
+            includes.append(self.get_option("filters"))
+        includes.extend(self.get_option("include_filters"))
+        excluded = set()
+        for filters in self.get_option("exclude_filters"):
+            excluded.update(i["InstanceId"] for i in self._describe(ec2, _filter_list(filters)))
+        seen = {}
+        for filters in includes or [{}]:
+            for instance in self._describe(ec2, _filter_list(filters)):
+                if instance["InstanceId"] not in excluded:
+                    seen.setdefault(instance["InstanceId"], instance)
+        instances = list(seen.values())
+        asg_info = self._query_asgs(region) if self.get_option("asg") and instances else {}
+        tg_info = self._query_target_groups(region) if self.get_option("target_groups") and instances else {}
+        return [(region, instance, asg_info.get(instance["InstanceId"]), tg_info.get(instance["InstanceId"], []))
+                for instance in instances]
+
+    def _optional_call(self, what, region, call):
+        """Auto Scaling / ELB data: denied access fails, or with strict_permissions=false warns."""
+        fleet_aws = self._fleet_aws
+        try:
+            return call()
+        except fleet_aws.FLEET_AWS_ERRORS as exc:
+            if fleet_aws.error_kind(exc) == "access_denied" and not self.get_option("strict_permissions"):
+                self._warn("ec2_fleet: " + fleet_aws.format_aws_error(exc, action=what, where=self._clients.where(region))
+                           + "; continuing without it (strict_permissions=false)")
+                return {}
+            raise
+
+    def _query_asgs(self, region):
+        def call():
+            autoscaling = self._clients("autoscaling", region)
+            info = {}
+            for page in autoscaling.get_paginator("describe_auto_scaling_groups").paginate(PaginationConfig={"PageSize": 100}):
+                for group in page["AutoScalingGroups"]:
+                    for member in group.get("Instances", []):
+                        template = member.get("LaunchTemplate") or {}
+                        info[member["InstanceId"]] = {
+                            "asg_name": group["AutoScalingGroupName"],
+                            "asg_lifecycle_state": member.get("LifecycleState"),
+                            "asg_health_status": member.get("HealthStatus"),
+                            "asg_protected_from_scale_in": bool(member.get("ProtectedFromScaleIn", False)),
+                            "asg_launch_template_version": template.get("Version"),
+                        }
+            return info
+
+        return self._optional_call("describe Auto Scaling groups", region, call)
+
+    def _query_target_groups(self, region):
+        def call():
+            elbv2 = self._clients("elbv2", region)
+            membership = {}
+            for page in elbv2.get_paginator("describe_target_groups").paginate():
+                for group in page["TargetGroups"]:
+                    if group.get("TargetType", "instance") != "instance":
+                        continue
+                    arn = group["TargetGroupArn"]
+                    health = elbv2.describe_target_health(TargetGroupArn=arn)["TargetHealthDescriptions"]
+                    for target in health:
+                        membership.setdefault(target["Target"]["Id"], []).append(arn)
+            return membership
+
+        return self._optional_call("describe target groups", region, call)
+
+    # -- building the inventory -----------------------------------------------------------------
+
+    def _hostname_value(self, source, instance, tags):
+        kind, spec = source
+        if kind == "tag":
+            for key, value in spec:
+                if value is None:
+                    if tags.get(key):
+                        return str(tags[key])
+                elif tags.get(key) == value:
+                    return f"{key}_{value}"
+            return None
+        value = instance
+        for part in spec:
+            value = value.get(part) if isinstance(value, dict) else None
+        return str(value) if value else None
+
+    def _hostname(self, instance, tags):
+        for name_source, prefix_source, separator in self._hostname_specs:
+            name = self._hostname_value(name_source, instance, tags)
+            if not name:
+                continue
+            if prefix_source is not None:
+                prefix = self._hostname_value(prefix_source, instance, tags)
+                if prefix:
+                    name = prefix + separator + name
+            # ':' is not valid in an inventory hostname (aws_ec2 sanitizes it the same way)
+            return name.replace(":", "_")
+        return instance["InstanceId"]
+
+    def _curated_vars(self, region, instance, tags, asg, target_groups):
+        placement = instance.get("Placement") or {}
+        state = instance.get("State") or {}
+        hostvars = {
+            "ec2_instance_id": instance["InstanceId"],
+            "ec2_region": region,
+            "ec2_availability_zone": placement.get("AvailabilityZone"),
+            "ec2_vpc_id": instance.get("VpcId"),
+            "ec2_subnet_id": instance.get("SubnetId"),
+            "ec2_private_ip_address": instance.get("PrivateIpAddress"),
+            "ec2_public_ip_address": instance.get("PublicIpAddress"),
+            "ec2_private_dns_name": instance.get("PrivateDnsName") or None,
+            "ec2_public_dns_name": instance.get("PublicDnsName") or None,
+            "ec2_instance_type": instance.get("InstanceType"),
+            "ec2_image_id": instance.get("ImageId"),
+            "ec2_launch_time": _iso(instance.get("LaunchTime")),
+            "ec2_state": state.get("Name"),
+            "ec2_key_name": instance.get("KeyName"),
+            "ec2_security_group_ids": [g["GroupId"] for g in instance.get("SecurityGroups") or []],
+            "ec2_tags": tags,
+            "asg_name": None,
+            "asg_lifecycle_state": None,
+            "asg_health_status": None,
+            "asg_protected_from_scale_in": None,
+            "asg_launch_template_version": None,
+        }
+        if asg:
+            hostvars.update(asg)
+        if self.get_option("target_groups"):
+            hostvars["target_group_arns"] = sorted(target_groups)
+        if self.get_option("full_description"):
+            full = camel_dict_to_snake_dict(_jsonable(instance), ignore_list=["Tags"])
+            full["tags"] = tags
+            if "placement" in full and full["placement"].get("availability_zone"):
+                full["placement"]["region"] = region
+            for key, value in full.items():
+                hostvars.setdefault(key, value)
+        return hostvars
+
+    def _populate(self, rows):
+        """Instances -> hosts, groups and vars in the inventory; returns the cacheable result."""
+        rows.sort(key=lambda row: row[1]["InstanceId"])
+        default_groups = set(self.get_option("default_groups"))
+        bastion_key, bastion_value = self.get_option("bastion_tag_key"), self.get_option("bastion_tag_value")
+        role_tag, env_tag = self.get_option("role_tag"), self.get_option("env_tag")
+        strict_hostnames = self.get_option("strict_hostnames")
+
+        hosts = {}  # name -> hostvars
+        groups = {}  # group -> [host names]
+        owners = {}  # name -> instance id
+        for region, instance, asg, target_groups in rows:
+            tags = {t["Key"]: t["Value"] for t in instance.get("Tags") or []}
+            name = self._hostname(instance, tags)
+            instance_id = instance["InstanceId"]
+            if name in owners:
+                message = f"ec2_fleet: hostname {name!r} of {instance_id} is already used by {owners[name]}"
+                if strict_hostnames:
+                    raise AnsibleError(message + " (strict_hostnames=true); choose hostnames that are unique")
+                unique = f"{name}-{instance_id}"
+                self._warn(f"{message}; naming it {unique!r}")
+                name = unique
+            owners[name] = instance_id
+            hostvars = self._curated_vars(region, instance, tags, asg, target_groups)
+            hostvars["ec2_is_bastion"] = tags.get(bastion_key) == bastion_value
+            hosts[name] = hostvars
+
+            member_of = []
+            if hostvars["ec2_is_bastion"] and "bastion" in default_groups:
+                member_of.append("bastion")
+            if "asg" in default_groups and hostvars["asg_name"]:
+                member_of.append(safe_group_name("asg", hostvars["asg_name"]))
+            if "role" in default_groups and tags.get(role_tag):
+                member_of.append(safe_group_name("role", tags[role_tag]))
+            if "env" in default_groups and tags.get(env_tag):
+                member_of.append(safe_group_name("env", tags[env_tag]))
+            if "region" in default_groups:
+                member_of.append(safe_group_name("region", region))
+            if "az" in default_groups and hostvars["ec2_availability_zone"]:
+                member_of.append(safe_group_name("az", hostvars["ec2_availability_zone"]))
+            for group in member_of:
+                groups.setdefault(group, []).append(name)
+
+        self._wire_connections(hosts)
+
+        # Hosts and default groups go in first, then compose/groups/keyed_groups run per host
+        # (compose last, so a file can override the wiring).
+        inventory = self.inventory
+        for group in groups:
+            inventory.add_group(group)
+        for name, hostvars in hosts.items():
+            inventory.add_host(name)
+            # Fixed, valid names and plain values from botocore: a dict update gives what
+            # set_variable would, without its per-variable checks (3,000 hosts x 25 vars).
+            inventory.hosts[name].vars.update(hostvars)
+        for group, members in groups.items():
+            for name in members:
+                inventory.add_child(group, name)
+        self._construct(hosts)
+        return self._snapshot(hosts)
+
+    def _wire_connections(self, hosts):
+        mode = self.get_option("ssh_via_bastion")
+        user, port = self.get_option("bastion_user"), self.get_option("bastion_port")
+        bastions = {}
+        for hostvars in sorted(hosts.values(), key=lambda hv: hv["ec2_instance_id"]):
+            if hostvars["ec2_is_bastion"] and hostvars["ec2_vpc_id"]:
+                address = hostvars["ec2_public_ip_address"] or hostvars["ec2_public_dns_name"]
+                if address:
+                    bastions.setdefault(hostvars["ec2_vpc_id"], address)
+        for hostvars in hosts.values():
+            public = hostvars["ec2_public_ip_address"]
+            private = hostvars["ec2_private_ip_address"]
+            if hostvars["ec2_is_bastion"] or mode == "never":
+                hostvars["ansible_host"] = public or private
+                continue
+            if mode == "when_private" and public:
+                hostvars["ansible_host"] = public
+                continue
+            hostvars["ansible_host"] = private or public
+            jump = bastions.get(hostvars["ec2_vpc_id"])
+            if jump:
+                target = f"{user}@{jump}" if user else jump
+                if port != 22:
+                    target = f"{target}:{port}"
+                hostvars["ansible_ssh_common_args"] = f"-o ProxyJump={target}"
+
+    def _construct(self, hosts):
+        compose = self.get_option("compose")
+        groups = self.get_option("groups")
+        keyed_groups = self.get_option("keyed_groups")
+        if not (compose or groups or keyed_groups):
+            return
+        strict = self.get_option("strict")
+        for name in hosts:
+            host = self.inventory.get_host(name)
+            # compose sees the host's vars as set so far (the wiring included); groups and
+            # keyed_groups then see the composed vars too, as in aws_ec2. The vars are fetched
+            # once per host instead of once per entry.
+            self._set_composite_vars(compose, host.get_vars(), name, strict=strict)
+            if groups or keyed_groups:
+                hostvars = host.get_vars()
+                self._add_host_to_composed_groups(groups, hostvars, name, strict=strict, fetch_hostvars=False)
+                self._add_host_to_keyed_groups(keyed_groups, hostvars, name, strict=strict, fetch_hostvars=False)
+
+    def _compose(self, template, variables, disable_lookups=...):
+        """A bare variable path (ec2_tags.Role, placement['region']) is looked up directly, without
+        Jinja; that is most keyed_groups and compose entries and the bulk of their cost. Anything
+        else, or a path that does not resolve plainly, goes to Ansible's templar as usual."""
+        match = _SIMPLE_PATH.match(template) if isinstance(template, str) else None
+        if match and match.group(1) in variables and match.group(1) not in ("true", "false", "none", "True", "False", "None"):
+            value = variables[match.group(1)]
+            plain = True
+            for part in _PATH_PART.finditer(match.group(2)):
+                attr, key1, key2 = part.groups()
+                key = attr if attr is not None else (key1 if key1 is not None else key2)
+                if not isinstance(value, dict) or key not in value or (attr is not None and attr in _DICT_ATTRS):
+                    plain = False
+                    break
+                value = value[key]
+            if plain and isinstance(value, (str, int, float, bool, list, dict, type(None))):
+                return value
+        return super()._compose(template, variables, disable_lookups)
+
+    def _snapshot(self, hosts):
+        """The processed inventory (hosts, vars, groups, hierarchy) for the cache."""
+        names = set(hosts)
+        host_vars = {}
+        touched = set()
+        for name in hosts:
+            host = self.inventory.hosts[name]
+            hv = dict(host.vars)
+            hv.pop("inventory_file", None)
+            hv.pop("inventory_dir", None)
+            host_vars[name] = hv
+            touched.update(g.name for g in host.groups)
+        touched.discard("all")
+        touched.discard("ungrouped")
+        # Parents created by keyed_groups' parent_group hold only groups: walk up from each group.
+        pending = list(touched)
+        while pending:
+            group = self.inventory.groups[pending.pop()]
+            for parent in group.parent_groups:
+                if parent.name not in touched and parent.name not in ("all", "ungrouped"):
+                    touched.add(parent.name)
+                    pending.append(parent.name)
+        group_data = {}
+        for gname in [g for g in self.inventory.groups if g in touched]:  # creation order, as on a cold run
+            group = self.inventory.groups[gname]
+            group_data[gname] = {
+                "hosts": [h.name for h in group.hosts if h.name in names],
+                "children": [c.name for c in group.child_groups],
+            }
+        # A JSON round trip drops Ansible's data tags (origin, trust) from composed values, so the
+        # cache holds plain data and a hit gives the same vars as a cold run.
+        return json.loads(json.dumps({"hosts": host_vars, "groups": group_data, "warnings": list(self._warnings)}))
+
+    def _load(self, result):
+        """A cache hit: rebuild hosts, groups and vars as they were, without any AWS call."""
+        inventory = self.inventory
+        for gname in result["groups"]:
+            inventory.add_group(gname)
+        for name, hostvars in result["hosts"].items():
+            inventory.add_host(name)
+            # Names and values were validated by set_variable when the entry was built; a plain
+            # update is the same result without 25 validations per host.
+            inventory.hosts[name].vars.update(hostvars)
+        for gname, data in result["groups"].items():
+            for child in data["children"]:
+                inventory.add_child(gname, child)
+            for name in data["hosts"]:
+                inventory.add_child(gname, name)

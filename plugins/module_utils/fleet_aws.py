@@ -1,0 +1,267 @@
+# -*- coding: utf-8 -*-
+"""The one boto3 client factory of the project: every piece of Python that talks to AWS uses it.
+
+What it settles once, the same way for the inventory plugin, the custom modules and the
+local-fleet tooling:
+
+* credentials: the usual boto3 chain (environment, shared files, instance role), an optional
+  named ``profile``, optional explicit keys, and an optional ``assume_role_arn`` on top;
+* region: given, else the session's (``AWS_REGION`` / ``AWS_DEFAULT_REGION`` / profile);
+* endpoint: ``endpoint_url`` given, else ``AWS_ENDPOINT_URL`` (boto3 reads it itself; it is
+  resolved here too so error messages can name it);
+* retries: botocore ``standard`` (default) or ``adaptive`` mode with a max attempt count, so
+  throttling backs off instead of failing;
+* errors: :func:`format_aws_error` turns any boto3/botocore failure into one line saying what
+  failed and where (no credentials, unreachable endpoint, access denied, anything else).
+
+How to import it (the project is not a collection, so there is no FQCN import path):
+
+* Ansible modules (``plugins/modules``): ``from ansible.module_utils.fleet_aws import
+  fleet_clients`` -- ansible.cfg's ``module_utils = ./plugins/module_utils`` makes Ansible ship
+  this file inside the module payload.
+* The inventory plugin and any other controller-side Python (``src/ec2fleet``, tests, bench):
+  load it by path under the stable name ``ec2fleet_fleet_aws``::
+
+      import importlib.util, sys
+      from pathlib import Path
+      name = "ec2fleet_fleet_aws"
+      fleet_aws = sys.modules.get(name)
+      if fleet_aws is None:
+          path = Path(REPO) / "plugins" / "module_utils" / "fleet_aws.py"
+          spec = importlib.util.spec_from_file_location(name, path)
+          fleet_aws = importlib.util.module_from_spec(spec)
+          sys.modules[name] = fleet_aws
+          spec.loader.exec_module(fleet_aws)
+
+  Registering the one name in ``sys.modules`` means every loader in a process shares one module
+  object (and so one exception class hierarchy).
+
+Typical use::
+
+    session, clients = fleet_clients(region="eu-west-1", profile="prod",
+                                     assume_role_arn="arn:aws:iam::123456789012:role/ops")
+    ec2 = clients("ec2")                    # default region
+    asg = clients("autoscaling", "us-east-1")
+    try:
+        ...
+    except FLEET_AWS_ERRORS as exc:
+        raise SystemExit(format_aws_error(exc, action="describe instances", region="us-east-1"))
+
+This file imports only the standard library, boto3 and botocore, so it also works inside a
+module payload on a managed host.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+try:
+    import boto3
+    import botocore.config
+    import botocore.exceptions
+
+    HAS_BOTO3 = True
+    BOTO3_IMPORT_ERROR = None
+    FLEET_AWS_ERRORS = (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError)
+except ImportError as _exc:  # pragma: no cover - the toolchain pins boto3
+    HAS_BOTO3 = False
+    BOTO3_IMPORT_ERROR = _exc
+    FLEET_AWS_ERRORS = ()
+
+RETRY_MODES = ("standard", "adaptive", "legacy")
+DEFAULT_RETRY_MODE = "standard"
+DEFAULT_MAX_ATTEMPTS = 10
+DEFAULT_ROLE_SESSION_NAME = "ec2fleet"
+
+# Error codes that mean "these credentials may not do this": never retried, reported as such.
+ACCESS_DENIED_CODES = frozenset(
+    {
+        "AccessDenied",
+        "AccessDeniedException",
+        "UnauthorizedOperation",
+        "UnauthorizedAccess",
+        "AuthorizationError",
+        "NotAuthorized",
+    }
+)
+# Error codes that mean "the credentials themselves are bad or expired".
+BAD_CREDENTIALS_CODES = frozenset(
+    {
+        "AuthFailure",
+        "InvalidClientTokenId",
+        "UnrecognizedClientException",
+        "SignatureDoesNotMatch",
+        "ExpiredToken",
+        "ExpiredTokenException",
+        "RequestExpired",
+        "InvalidAccessKeyId",
+    }
+)
+# A region that exists but is not enabled for the account answers with one of these.
+REGION_DISABLED_CODES = frozenset({"OptInRequired", "AuthFailure", "UnrecognizedClientException", "InvalidClientTokenId"})
+
+
+class FleetAWSError(Exception):
+    """A failure already formatted as one clear line (see :func:`format_aws_error`)."""
+
+
+def endpoint_from_env(endpoint_url: str | None = None) -> str | None:
+    """The endpoint every client uses: the explicit one, else ``AWS_ENDPOINT_URL``, else AWS."""
+    return endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or None
+
+
+def client_config(retry_mode: str = DEFAULT_RETRY_MODE, max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+                  max_pool_connections: int = 10, connect_timeout: float = 10, read_timeout: float = 60):
+    """botocore Config with the project's retry policy."""
+    if retry_mode not in RETRY_MODES:
+        raise FleetAWSError(f"retry_mode must be one of {', '.join(RETRY_MODES)}, got {retry_mode!r}")
+    return botocore.config.Config(
+        # total_max_attempts counts the first attempt too: max_attempts=1 means no retry.
+        retries={"mode": retry_mode, "total_max_attempts": int(max_attempts)},
+        max_pool_connections=max_pool_connections,
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
+    )
+
+
+class ClientFactory:
+    """Builds (and reuses) boto3 clients from one session with one config and endpoint.
+
+    Calling the factory ``clients(service, region=None)`` returns a client; clients are cached
+    per (service, region) and boto3 clients are thread-safe, so one factory serves a thread pool.
+    """
+
+    def __init__(self, session, config, endpoint_url: str | None = None, region: str | None = None):
+        self.session = session
+        self.config = config
+        self.endpoint_url = endpoint_from_env(endpoint_url)
+        self.region = region or session.region_name or "us-east-1"
+        self._clients: dict = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, service: str, region: str | None = None):
+        region = region or self.region
+        key = (service, region)
+        with self._lock:
+            client = self._clients.get(key)
+            if client is None:
+                # Session.client() is not thread-safe; creation stays under the lock.
+                client = self.session.client(
+                    service, region_name=region, endpoint_url=self.endpoint_url, config=self.config
+                )
+                self._clients[key] = client
+            return client
+
+    def where(self, region: str | None = None) -> str:
+        """Human-readable "where" for error messages: region and endpoint."""
+        region = region or self.region
+        return f"region {region}, endpoint {self.endpoint_url}" if self.endpoint_url else f"region {region}"
+
+
+def build_session(profile: str | None = None, region: str | None = None,
+                  access_key: str | None = None, secret_key: str | None = None, session_token: str | None = None):
+    """A boto3 Session from the usual credentials chain, optionally a named profile or keys."""
+    if not HAS_BOTO3:
+        raise FleetAWSError(f"boto3 and botocore are required: {BOTO3_IMPORT_ERROR}")
+    kwargs = {}
+    if profile:
+        kwargs["profile_name"] = profile
+    if region:
+        kwargs["region_name"] = region
+    if access_key and secret_key:
+        kwargs.update(aws_access_key_id=access_key, aws_secret_access_key=secret_key)
+        if session_token:
+            kwargs["aws_session_token"] = session_token
+    try:
+        return boto3.Session(**kwargs)
+    except botocore.exceptions.ProfileNotFound as exc:
+        raise FleetAWSError(f"AWS profile {profile!r} not found in the shared config/credentials files") from exc
+
+
+def fleet_clients(region: str | None = None, profile: str | None = None, assume_role_arn: str | None = None,
+                  role_session_name: str = DEFAULT_ROLE_SESSION_NAME, endpoint_url: str | None = None,
+                  retry_mode: str = DEFAULT_RETRY_MODE, max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+                  access_key: str | None = None, secret_key: str | None = None, session_token: str | None = None,
+                  max_pool_connections: int = 10):
+    """Return ``(session, clients)``: the boto3 Session in use and a :class:`ClientFactory`.
+
+    With ``assume_role_arn`` the role is assumed once (STS through the same endpoint and retry
+    policy) and the returned session carries the temporary credentials.
+    Raises :class:`FleetAWSError` with one clear line when the role cannot be assumed.
+    """
+    session = build_session(profile, region, access_key, secret_key, session_token)
+    config = client_config(retry_mode, max_attempts, max_pool_connections)
+    clients = ClientFactory(session, config, endpoint_url, region)
+    if assume_role_arn:
+        try:
+            creds = clients("sts").assume_role(RoleArn=assume_role_arn, RoleSessionName=role_session_name)["Credentials"]
+        except FLEET_AWS_ERRORS as exc:
+            raise FleetAWSError(
+                format_aws_error(exc, action=f"assume role {assume_role_arn}", where=clients.where())
+            ) from exc
+        session = boto3.Session(
+            aws_access_key_id=creds["AccessKeyId"],
+            aws_secret_access_key=creds["SecretAccessKey"],
+            aws_session_token=creds["SessionToken"],
+            region_name=clients.region,
+        )
+        clients = ClientFactory(session, config, endpoint_url, clients.region)
+    return session, clients
+
+
+def error_code(exc) -> str | None:
+    """The AWS error code of a ClientError, else None."""
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        return response.get("Error", {}).get("Code")
+    return None
+
+
+def error_kind(exc) -> str:
+    """Classify a failure: no_credentials, unreachable, access_denied, bad_credentials,
+    region_disabled, throttled or other."""
+    if not HAS_BOTO3:
+        return "other"
+    exc_mod = botocore.exceptions
+    if isinstance(exc, (exc_mod.NoCredentialsError, exc_mod.PartialCredentialsError)):
+        return "no_credentials"
+    if isinstance(exc, (exc_mod.EndpointConnectionError, exc_mod.ConnectTimeoutError, exc_mod.ConnectionClosedError,
+                        exc_mod.ReadTimeoutError, exc_mod.ProxyConnectionError, exc_mod.SSLError)):
+        return "unreachable"
+    code = error_code(exc)
+    if code == "OptInRequired":
+        return "region_disabled"
+    if code in ACCESS_DENIED_CODES:
+        return "access_denied"
+    if code in BAD_CREDENTIALS_CODES:
+        return "bad_credentials"
+    if code in ("Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException"):
+        return "throttled"
+    return "other"
+
+
+def format_aws_error(exc, action: str = "call AWS", where: str | None = None) -> str:
+    """One line for an operator: what failed, where, and why, without a traceback."""
+    kind = error_kind(exc)
+    place = f" ({where})" if where else ""
+    if kind == "no_credentials":
+        return (f"cannot {action}{place}: no AWS credentials found (set AWS_PROFILE or AWS_ACCESS_KEY_ID/"
+                f"AWS_SECRET_ACCESS_KEY, the inventory's profile option, or run with an instance role)")
+    if kind == "unreachable":
+        url = getattr(exc, "kwargs", {}).get("endpoint_url") or ""
+        target = f" {url}" if url else ""
+        return f"cannot {action}{place}: AWS endpoint{target} unreachable ({type(exc).__name__})"
+    code = error_code(exc)
+    message = ""
+    if code:
+        message = exc.response.get("Error", {}).get("Message") or ""
+    detail = f"{code}: {message}".rstrip(": ") if code else str(exc)
+    detail = " ".join(detail.split())  # one line, whatever the service sent
+    if kind == "access_denied":
+        return f"cannot {action}{place}: access denied ({detail})"
+    if kind == "bad_credentials":
+        return f"cannot {action}{place}: AWS rejected the credentials ({detail})"
+    if kind == "region_disabled":
+        return f"cannot {action}{place}: region not enabled for this account ({detail})"
+    return f"cannot {action}{place}: {detail}"

@@ -1,0 +1,269 @@
+# -*- coding: utf-8 -*-
+"""Shared code of the deploy modules (fleet_deploy_lock, fleet_asg_processes, fleet_asg_standby,
+fleet_target_wait): the common AWS options, client creation through fleet_aws, one-line errors,
+and the Auto Scaling / target group look-ups and waits they all need.
+
+Modules import it as ``from ansible.module_utils.fleet_deploy import ...`` (ansible.cfg's
+``module_utils`` path ships it in the module payload). Every boto3 client comes from
+``fleet_aws.fleet_clients``; nothing here builds a client itself.
+"""
+
+from __future__ import annotations
+
+import time
+
+from ansible.module_utils.fleet_aws import (
+    DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_RETRY_MODE,
+    FLEET_AWS_ERRORS,
+    RETRY_MODES,
+    FleetAWSError,
+    fleet_clients,
+    format_aws_error,
+)
+
+# The AWS options every deploy module takes, with the same names, types and defaults. Each
+# module's DOCUMENTATION repeats them (tests/test_deploy_common.py checks they agree).
+AWS_ARGUMENT_SPEC = {
+    "region": {"type": "str", "aliases": ["aws_region"]},
+    "profile": {"type": "str", "aliases": ["aws_profile"]},
+    "endpoint_url": {"type": "str", "aliases": ["aws_endpoint_url"]},
+    "assume_role_arn": {"type": "str"},
+    "retry_mode": {"type": "str", "default": DEFAULT_RETRY_MODE, "choices": list(RETRY_MODES)},
+    "max_attempts": {"type": "int", "default": DEFAULT_MAX_ATTEMPTS},
+}
+
+# Target health states (elbv2 DescribeTargetHealth).
+HEALTHY = "healthy"
+DRAINING_STATES = frozenset({"draining", "unhealthy.draining"})
+NOT_REGISTERED = "absent"  # our name for "no entry for this instance in the target group"
+
+# Auto Scaling lifecycle states an instance passes through on its way in and out of Standby.
+ENTERING_STANDBY = frozenset({"EnteringStandby"})
+STANDBY = "Standby"
+IN_SERVICE = "InService"
+LEAVING_STANDBY = frozenset({"Pending", "Pending:Wait", "Pending:Proceed"})
+
+
+class DeployError(Exception):
+    """A failure already worded as one line for the operator."""
+
+
+def argument_spec(**module_options):
+    """The module's own options plus the common AWS ones."""
+    spec = dict(AWS_ARGUMENT_SPEC)
+    spec.update(module_options)
+    return spec
+
+
+class Aws:
+    """The clients one module run needs, plus the "where" to put in error messages."""
+
+    def __init__(self, params):
+        try:
+            _session, self._clients = fleet_clients(
+                region=params.get("region"),
+                profile=params.get("profile"),
+                endpoint_url=params.get("endpoint_url"),
+                assume_role_arn=params.get("assume_role_arn"),
+                retry_mode=params.get("retry_mode") or DEFAULT_RETRY_MODE,
+                max_attempts=params.get("max_attempts") or DEFAULT_MAX_ATTEMPTS,
+            )
+        except FleetAWSError as exc:
+            raise DeployError(str(exc)) from exc
+        self.where = self._clients.where()
+        self.region = self._clients.region
+
+    def client(self, service):
+        return self._clients(service)
+
+    def call(self, service, operation, action, **kwargs):
+        """Call one API operation; any AWS failure becomes a DeployError saying what we tried."""
+        try:
+            return getattr(self.client(service), operation)(**kwargs)
+        except FLEET_AWS_ERRORS as exc:
+            raise DeployError(format_aws_error(exc, action=action, where=self.where)) from exc
+
+    def paginate(self, service, operation, key, action, **kwargs):
+        try:
+            items = []
+            for page in self.client(service).get_paginator(operation).paginate(**kwargs):
+                items.extend(page.get(key, []))
+            return items
+        except FLEET_AWS_ERRORS as exc:
+            raise DeployError(format_aws_error(exc, action=action, where=self.where)) from exc
+
+
+def error_code(exc):
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        return response.get("Error", {}).get("Code")
+    return None
+
+
+# --- Auto Scaling -----------------------------------------------------------------------------
+
+def describe_asg(aws, name):
+    """The Auto Scaling group dict; DeployError when it does not exist."""
+    groups = aws.call(
+        "autoscaling", "describe_auto_scaling_groups", f"describe Auto Scaling group {name}",
+        AutoScalingGroupNames=[name],
+    )["AutoScalingGroups"]
+    if not groups:
+        raise DeployError(f"Auto Scaling group {name!r} not found ({aws.where})")
+    return groups[0]
+
+
+def asg_instance(aws, instance_id):
+    """The instance's Auto Scaling record (group name, lifecycle state, health), or None."""
+    found = aws.call(
+        "autoscaling", "describe_auto_scaling_instances", f"describe Auto Scaling instance {instance_id}",
+        InstanceIds=[instance_id],
+    )["AutoScalingInstances"]
+    return found[0] if found else None
+
+
+def require_ec2_instance(aws, instance_id):
+    """DeployError unless the EC2 instance exists (one clear line instead of a raw API error)."""
+    try:
+        reservations = aws.client("ec2").describe_instances(InstanceIds=[instance_id])["Reservations"]
+    except FLEET_AWS_ERRORS as exc:
+        if error_code(exc) in ("InvalidInstanceID.NotFound", "InvalidInstanceID.Malformed"):
+            raise DeployError(f"EC2 instance {instance_id} not found ({aws.where})") from exc
+        raise DeployError(format_aws_error(exc, action=f"describe instance {instance_id}", where=aws.where)) from exc
+    instances = [i for r in reservations for i in r.get("Instances", [])]
+    if not instances:
+        raise DeployError(f"EC2 instance {instance_id} not found ({aws.where})")
+    return instances[0]
+
+
+# --- Target groups ----------------------------------------------------------------------------
+
+def resolve_target_groups(aws, names_or_arns):
+    """ARNs for a list of target group names or ARNs, in the given order."""
+    arns, names = [], []
+    for item in names_or_arns:
+        (arns if item.startswith("arn:") else names).append(item)
+    resolved = {}
+    if names:
+        try:
+            groups = aws.client("elbv2").describe_target_groups(Names=names)["TargetGroups"]
+        except FLEET_AWS_ERRORS as exc:
+            if error_code(exc) == "TargetGroupNotFound":
+                raise DeployError(f"target group(s) {', '.join(names)}: not found ({aws.where})") from exc
+            raise DeployError(format_aws_error(exc, action="describe target groups", where=aws.where)) from exc
+        resolved = {g["TargetGroupName"]: g["TargetGroupArn"] for g in groups}
+    return [item if item.startswith("arn:") else resolved[item] for item in names_or_arns]
+
+
+def tg_name(arn):
+    """``arn:...:targetgroup/web/abc`` -> ``web`` (for messages)."""
+    parts = arn.split(":targetgroup/", 1)
+    return parts[1].split("/", 1)[0] if len(parts) == 2 else arn
+
+
+def deregistration_delay(aws, arn):
+    """The target group's deregistration delay (draining time) in seconds."""
+    attributes = aws.call(
+        "elbv2", "describe_target_group_attributes", f"describe target group {tg_name(arn)}",
+        TargetGroupArn=arn,
+    )["Attributes"]
+    for attribute in attributes:
+        if attribute["Key"] == "deregistration_delay.timeout_seconds":
+            return int(attribute["Value"])
+    return 300  # the AWS default
+
+
+def target_states(aws, arn, instance_id):
+    """This instance's entries in the target group: [{port, state, reason, description}].
+
+    The whole group is listed (not just this target) so every port the instance is registered on
+    is seen, draining ones included; an empty list means "not registered at all".
+    """
+    try:
+        described = aws.client("elbv2").describe_target_health(TargetGroupArn=arn)["TargetHealthDescriptions"]
+    except FLEET_AWS_ERRORS as exc:
+        if error_code(exc) == "TargetGroupNotFound":
+            raise DeployError(f"target group {arn} not found ({aws.where})") from exc
+        raise DeployError(
+            format_aws_error(exc, action=f"describe target health in {tg_name(arn)}", where=aws.where)
+        ) from exc
+    entries = []
+    for item in described:
+        if item["Target"]["Id"] != instance_id:
+            continue
+        health = item.get("TargetHealth", {})
+        if health.get("Reason") == "Target.NotRegistered":
+            continue
+        entries.append({
+            "port": item["Target"].get("Port"),
+            "state": health.get("State"),
+            "reason": health.get("Reason", ""),
+            "description": health.get("Description", ""),
+        })
+    return sorted(entries, key=lambda e: e["port"] or 0)
+
+
+def summarize(entries):
+    """One state word for an instance in one target group (the worst of its ports)."""
+    if not entries:
+        return NOT_REGISTERED
+    states = {e["state"] for e in entries}
+    if states == {HEALTHY}:
+        return HEALTHY
+    for state in ("unhealthy", "unhealthy.draining", "draining", "initial", "unavailable", "unused"):
+        if state in states:
+            return state
+    return sorted(states)[0]
+
+
+def state_line(arn, entries):
+    """``web: unhealthy (Target.FailedHealthChecks: Health checks failed)`` for failure messages."""
+    if not entries:
+        return f"{tg_name(arn)}: not registered"
+    parts = []
+    for e in entries:
+        why = ": ".join(x for x in (e["reason"], e["description"]) if x)
+        parts.append(f"port {e['port']} {e['state']}" + (f" ({why})" if why else ""))
+    return f"{tg_name(arn)}: " + ", ".join(parts)
+
+
+def wait_for_targets(aws, arns, instance_id, want, timeout, poll_interval, sleep=time.sleep):
+    """Wait until the instance is ``want`` ("healthy" or "absent") in every target group.
+
+    Returns ``(waited_seconds, {arn: entries})``; raises DeployError on timeout with each target
+    group's current state and reason.
+    """
+    start = time.monotonic()
+    while True:
+        states = {arn: target_states(aws, arn, instance_id) for arn in arns}
+        if all(summarize(entries) == want for entries in states.values()):
+            return round(time.monotonic() - start, 1), states
+        elapsed = time.monotonic() - start
+        if elapsed >= timeout:
+            pending = [state_line(arn, entries) for arn, entries in states.items() if summarize(entries) != want]
+            goal = "healthy" if want == HEALTHY else "deregistered"
+            raise DeployError(
+                f"{instance_id} not {goal} in every target group after {elapsed:.0f}s: " + "; ".join(pending)
+            )
+        sleep(min(poll_interval, max(timeout - elapsed, 0.05)))
+
+
+def wait_for_lifecycle(aws, instance_id, want, passing, timeout, poll_interval, sleep=time.sleep):
+    """Wait until the instance's Auto Scaling lifecycle state is ``want``.
+
+    ``passing`` are the states it may go through on the way; any other state fails at once.
+    Returns the waited seconds.
+    """
+    start = time.monotonic()
+    while True:
+        record = asg_instance(aws, instance_id)
+        state = record["LifecycleState"] if record else "detached"
+        if state == want:
+            return round(time.monotonic() - start, 1)
+        if state not in passing:
+            raise DeployError(f"{instance_id} went to lifecycle state {state} while waiting for {want}")
+        elapsed = time.monotonic() - start
+        if elapsed >= timeout:
+            raise DeployError(f"{instance_id} still {state} after {elapsed:.0f}s, waiting for {want}")
+        sleep(min(poll_interval, max(timeout - elapsed, 0.05)))

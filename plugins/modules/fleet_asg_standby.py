@@ -1,0 +1,318 @@
+#!/usr/bin/python
+"""Ansible module: move an ASG instance into Standby (waiting for the drain) or back InService
+(waiting until healthy in every target group)."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: fleet_asg_standby
+short_description: Put an Auto Scaling instance in Standby with a drain wait, or back in service
+description:
+  - O(state=standby) calls C(EnterStandby) (by default decrementing the desired capacity, so the
+    group does not launch a replacement), waits until the lifecycle state is C(Standby), then
+    waits until the instance is neither registered nor C(draining) in B(any) target group of its
+    Auto Scaling group. On AWS, an instance entering Standby is deregistered from the group's
+    target groups and each of them drains it for its C(deregistration_delay.timeout_seconds);
+    the module reports the waited time and each target group's delay.
+  - O(state=inservice) calls C(ExitStandby) (the group's desired capacity goes up by one), waits
+    until the lifecycle state is C(InService), then until the instance is C(healthy) in every
+    target group of its group. On timeout it fails naming each target group's state and reason.
+  - Idempotent. An instance already in Standby (or InService) is not touched, but the waits still
+    run, so a re-run after an interruption still ends drained (or healthy).
+  - Classic Load Balancers and other traffic sources attached to the group are not waited on
+    (the project uses target groups only).
+  - Runs on the controller (delegate the task to C(localhost)); supports check mode (reports what
+    would change, calls nothing that changes, does not wait).
+version_added: "0.1.0"
+author: ec2-fleet
+options:
+  instance_id:
+    description: The EC2 instance ID.
+    type: str
+    required: true
+  asg_name:
+    description:
+      - The instance's Auto Scaling group. Found from the instance when omitted; when given, the
+        module fails if the instance belongs to another group.
+    type: str
+  state:
+    description: V(standby) or V(inservice).
+    type: str
+    choices: [standby, inservice]
+    default: standby
+  should_decrement_desired_capacity:
+    description:
+      - With V(true) the group's desired capacity goes down by one on entering Standby, so the
+        group does not launch a replacement (it then cannot go below the group's minimum size).
+    type: bool
+    default: true
+  wait:
+    description: Wait for the lifecycle state and the target groups (drained, or healthy).
+    type: bool
+    default: true
+  timeout:
+    description:
+      - Seconds to wait for the lifecycle state and then again for the target groups.
+      - Default for V(standby) is the longest deregistration delay of the group's target groups
+        plus 120; for V(inservice), 600.
+    type: int
+  poll_interval:
+    description: Seconds between two polls.
+    type: float
+    default: 5
+  region:
+    description: AWS region; default from the environment or profile (C(AWS_REGION)).
+    type: str
+    aliases: [aws_region]
+  profile:
+    description: Named AWS profile from the shared config/credentials files.
+    type: str
+    aliases: [aws_profile]
+  endpoint_url:
+    description: AWS API endpoint override (default C(AWS_ENDPOINT_URL), else AWS).
+    type: str
+    aliases: [aws_endpoint_url]
+  assume_role_arn:
+    description: IAM role to assume (through STS) before calling AWS.
+    type: str
+  retry_mode:
+    description: botocore retry mode (throttling backs off instead of failing).
+    type: str
+    choices: [standard, adaptive, legacy]
+    default: standard
+  max_attempts:
+    description: Maximum attempts per API call, retries included.
+    type: int
+    default: 10
+requirements:
+  - boto3
+  - botocore
+notes:
+  - The AWS API emulator used in the tests (moto) does not deregister Standby instances from
+    target groups; the local fleet's controller stands in for that behaviour there.
+  - Every AWS client comes from the project's C(fleet_aws) module_utils.
+"""
+
+EXAMPLES = r"""
+- name: Take the host out of service and wait for its connections to drain
+  fleet_asg_standby:
+    instance_id: "{{ instance_id }}"
+    asg_name: "{{ asg_name }}"
+    state: standby
+  delegate_to: localhost
+
+- name: Put it back and wait until every target group sees it healthy
+  fleet_asg_standby:
+    instance_id: "{{ instance_id }}"
+    state: inservice
+    timeout: 300
+  delegate_to: localhost
+"""
+
+RETURN = r"""
+asg_name:
+  description: The instance's Auto Scaling group.
+  returned: always
+  type: str
+  sample: web
+lifecycle_state:
+  description: The lifecycle state at the end (in check mode, before).
+  returned: always
+  type: str
+  sample: Standby
+previous_lifecycle_state:
+  description: The lifecycle state before this call.
+  returned: always
+  type: str
+  sample: InService
+target_groups:
+  description: ARNs of the group's target groups.
+  returned: always
+  type: list
+  elements: str
+deregistration_delays:
+  description: Each target group's deregistration delay in seconds, by ARN.
+  returned: always
+  type: dict
+  sample: {"arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/web/0123456789abcdef": 30}
+target_states:
+  description: The instance's entries per target group ARN at the end (empty list, not registered).
+  returned: always
+  type: dict
+  sample: {"arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/web/0123456789abcdef":
+           [{port: 80, state: healthy, reason: "", description: ""}]}
+lifecycle_wait_seconds:
+  description: Seconds spent waiting for the lifecycle state.
+  returned: always
+  type: float
+  sample: 1.2
+target_wait_seconds:
+  description: Seconds spent waiting for the target groups (drain, or health).
+  returned: always
+  type: float
+  sample: 31.0
+desired_capacity:
+  description: The group's desired capacity at the end.
+  returned: always
+  type: int
+  sample: 7
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.fleet_deploy import (
+    ENTERING_STANDBY,
+    HEALTHY,
+    IN_SERVICE,
+    LEAVING_STANDBY,
+    NOT_REGISTERED,
+    STANDBY,
+    Aws,
+    DeployError,
+    argument_spec,
+    asg_instance,
+    deregistration_delay,
+    describe_asg,
+    require_ec2_instance,
+    target_states,
+    wait_for_lifecycle,
+    wait_for_targets,
+)
+
+DEFAULT_INSERVICE_TIMEOUT = 600
+DRAIN_MARGIN = 120
+
+
+def locate(aws, instance_id, asg_name):
+    """The instance's Auto Scaling record, checked against the expected group."""
+    record = asg_instance(aws, instance_id)
+    if record is None:
+        require_ec2_instance(aws, instance_id)  # "not found" beats "not in a group" when it is both
+        raise DeployError(f"{instance_id} is not in any Auto Scaling group ({aws.where})")
+    if asg_name and record["AutoScalingGroupName"] != asg_name:
+        raise DeployError(f"{instance_id} belongs to Auto Scaling group {record['AutoScalingGroupName']!r}, "
+                          f"not {asg_name!r}")
+    return record
+
+
+def enter_standby(module, aws, group, record, result):
+    params = module.params
+    instance_id, name = params["instance_id"], group["AutoScalingGroupName"]
+    state = record["LifecycleState"]
+    changed = False
+    if state == IN_SERVICE:
+        decrement = params["should_decrement_desired_capacity"]
+        if decrement and group["DesiredCapacity"] - 1 < group["MinSize"]:
+            raise DeployError(f"cannot put {instance_id} in Standby decrementing {name}'s desired capacity: "
+                              f"{group['DesiredCapacity']} - 1 is below the group's minimum size {group['MinSize']} "
+                              f"(lower MinSize, or use should_decrement_desired_capacity: false)")
+        changed = True
+        if module.check_mode:
+            return dict(result, changed=True, msg=f"would put {instance_id} in Standby in {name}")
+        aws.call("autoscaling", "enter_standby", f"put {instance_id} in Standby",
+                 AutoScalingGroupName=name, InstanceIds=[instance_id], ShouldDecrementDesiredCapacity=decrement)
+    elif state not in ENTERING_STANDBY and state != STANDBY:
+        raise DeployError(f"cannot put {instance_id} in Standby: its lifecycle state is {state} (needs InService)")
+    if module.check_mode or not params["wait"]:
+        verb = "entered" if changed else "already in"
+        return dict(result, changed=changed, msg=f"{instance_id} {verb} Standby in {name} (not waited)")
+    timeout = params["timeout"] or max(result["deregistration_delays"].values(), default=0) + DRAIN_MARGIN
+    result["lifecycle_wait_seconds"] = wait_for_lifecycle(
+        aws, instance_id, STANDBY, ENTERING_STANDBY | {IN_SERVICE}, timeout, params["poll_interval"])
+    result["lifecycle_state"] = STANDBY
+    waited, states = wait_for_targets(aws, result["target_groups"], instance_id, NOT_REGISTERED, timeout,
+                                      params["poll_interval"])
+    result.update(target_wait_seconds=waited, target_states=states)
+    verb = "entered" if changed else "already in"
+    return dict(result, changed=changed,
+                msg=f"{instance_id} {verb} Standby in {name}; deregistered from {len(states)} target group(s) "
+                    f"after {waited}s")
+
+
+def exit_standby(module, aws, group, record, result):
+    params = module.params
+    instance_id, name = params["instance_id"], group["AutoScalingGroupName"]
+    state = record["LifecycleState"]
+    changed = False
+    if state == STANDBY:
+        changed = True
+        if group["DesiredCapacity"] + 1 > group["MaxSize"]:
+            raise DeployError(f"cannot move {instance_id} out of Standby: {name}'s desired capacity "
+                              f"{group['DesiredCapacity']} + 1 would exceed its maximum size {group['MaxSize']} "
+                              f"(raise MaxSize, or lower the desired capacity first)")
+        if module.check_mode:
+            return dict(result, changed=True, msg=f"would move {instance_id} out of Standby in {name}")
+        aws.call("autoscaling", "exit_standby", f"move {instance_id} out of Standby",
+                 AutoScalingGroupName=name, InstanceIds=[instance_id])
+    elif state != IN_SERVICE and state not in LEAVING_STANDBY:
+        raise DeployError(f"cannot return {instance_id} to service: its lifecycle state is {state}")
+    if module.check_mode or not params["wait"]:
+        verb = "left" if changed else "already out of"
+        return dict(result, changed=changed, msg=f"{instance_id} {verb} Standby in {name} (not waited)")
+    timeout = params["timeout"] or DEFAULT_INSERVICE_TIMEOUT
+    result["lifecycle_wait_seconds"] = wait_for_lifecycle(
+        aws, instance_id, IN_SERVICE, LEAVING_STANDBY | {STANDBY}, timeout, params["poll_interval"])
+    result["lifecycle_state"] = IN_SERVICE
+    waited, states = wait_for_targets(aws, result["target_groups"], instance_id, HEALTHY, timeout,
+                                      params["poll_interval"])
+    result.update(target_wait_seconds=waited, target_states=states)
+    verb = "left" if changed else "already out of"
+    return dict(result, changed=changed,
+                msg=f"{instance_id} {verb} Standby in {name}; healthy in {len(states)} target group(s) after {waited}s")
+
+
+def run(module):
+    params = module.params
+    aws = Aws(params)
+    record = locate(aws, params["instance_id"], params["asg_name"])
+    group = describe_asg(aws, record["AutoScalingGroupName"])
+    arns = sorted(group.get("TargetGroupARNs", []))
+    result = dict(
+        asg_name=group["AutoScalingGroupName"],
+        previous_lifecycle_state=record["LifecycleState"],
+        lifecycle_state=record["LifecycleState"],
+        target_groups=arns,
+        deregistration_delays={arn: deregistration_delay(aws, arn) for arn in arns},
+        target_states={},
+        lifecycle_wait_seconds=0.0,
+        target_wait_seconds=0.0,
+    )
+    if params["state"] == "standby":
+        result = enter_standby(module, aws, group, record, result)
+    else:
+        result = exit_standby(module, aws, group, record, result)
+    if not module.check_mode:
+        result["desired_capacity"] = describe_asg(aws, group["AutoScalingGroupName"])["DesiredCapacity"]
+        current = asg_instance(aws, params["instance_id"])
+        result["lifecycle_state"] = current["LifecycleState"] if current else "detached"
+    else:
+        result["desired_capacity"] = group["DesiredCapacity"]
+    if not result["target_states"]:
+        result["target_states"] = {arn: target_states(aws, arn, params["instance_id"]) for arn in arns}
+    return result
+
+
+ARGUMENT_SPEC = argument_spec(
+    instance_id={"type": "str", "required": True},
+    asg_name={"type": "str"},
+    state={"type": "str", "choices": ["standby", "inservice"], "default": "standby"},
+    should_decrement_desired_capacity={"type": "bool", "default": True},
+    wait={"type": "bool", "default": True},
+    timeout={"type": "int"},
+    poll_interval={"type": "float", "default": 5},
+)
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=ARGUMENT_SPEC,
+        supports_check_mode=True,
+    )
+    try:
+        module.exit_json(**run(module))
+    except DeployError as exc:
+        module.fail_json(msg=str(exc))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,205 @@
+#!/usr/bin/python
+"""Ansible module: write a rolling deployment's JSON report and build its printed summary."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: fleet_deploy_report
+short_description: Write the JSON report of a rolling deployment and summarise it
+description:
+  - Collects the per-host results that C(playbooks/deploy.yml) records (C(deploy_result)) into
+    one JSON document (batches with their hosts, timings per step, versions before and after,
+    result) written to O(path), and returns a readable summary for the play to print.
+  - Runs on the controller. Writes the report in check mode too (it changes no managed host).
+version_added: "0.1.0"
+author: ec2-fleet
+options:
+  path:
+    description: Where to write the JSON report (parent directories are created).
+    type: path
+    required: true
+  app:
+    description: Application name.
+    type: str
+    required: true
+  env:
+    description: Environment name.
+    type: str
+    required: true
+  version:
+    description: The release being deployed.
+    type: str
+    required: true
+  started:
+    description: Start of the deployment, seconds since the epoch (UTC).
+    type: float
+    required: true
+  plan:
+    description: The planner's output, C({skipped: [...], batches: [[...], ...]}).
+    type: dict
+    required: true
+  hosts:
+    description: The C(deploy_result) of every host that was worked on.
+    type: list
+    elements: dict
+    default: []
+  aborted:
+    description: Whether the rollout stopped on a failure.
+    type: bool
+    default: false
+"""
+
+EXAMPLES = r"""
+- name: Write the report
+  fleet_deploy_report:
+    path: reports/deploys/deploy-sampleapp-prod-2.0.0.json
+    app: sampleapp
+    env: prod
+    version: "2.0.0"
+    started: "{{ deploy_started }}"
+    plan: "{{ deploy_plan }}"
+    hosts: "{{ groups['deploy_queue'] | map('extract', hostvars, 'deploy_result') | select('defined') | list }}"
+    aborted: "{{ deploy_aborted }}"
+  delegate_to: localhost
+  register: deploy_report
+"""
+
+RETURN = r"""
+report:
+  description: The report written to O(path).
+  returned: always
+  type: dict
+summary:
+  description: Printable summary, one line per batch and host.
+  returned: always
+  type: list
+  elements: str
+failure:
+  description: One line naming the failed hosts and why (empty on success).
+  returned: always
+  type: str
+"""
+
+import json
+import os
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+
+
+def _float(value, default=0.0):
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return default
+
+
+def build_report(params, now=None):
+    now = time.time() if now is None else now
+    by_host = {h.get("host"): h for h in params["hosts"] or []}
+    batches = []
+    for number, names in enumerate(params["plan"].get("batches", []), start=1):
+        hosts = [by_host.get(name, {"host": name, "status": "not_started"}) for name in names]
+        statuses = {h.get("status") for h in hosts}
+        if statuses <= {"not_started"}:
+            state = "not_started"
+        elif statuses <= {"deployed"}:
+            state = "deployed"
+        elif "rollback_failed" in statuses:
+            state = "rollback_failed"
+        elif "rolled_back" in statuses:
+            state = "rolled_back"
+        else:
+            state = "incomplete"
+        seconds = [_float(h.get("seconds", {}).get("total")) for h in hosts if h.get("seconds")]
+        waits = [_float(h.get("seconds", {}).get("waits")) for h in hosts if h.get("seconds", {}).get("waits") is not None]
+        batch_seconds = max(seconds) if seconds else 0.0
+        batches.append({
+            "batch": number,
+            "state": state,
+            "hosts": hosts,
+            "seconds": round(batch_seconds, 2),
+            # Time not spent in the drain and health waits (the tool's own overhead): the slowest
+            # host's total minus its waits.
+            "overhead_seconds": round(max((_float(h.get("seconds", {}).get("total"))
+                                           - _float(h.get("seconds", {}).get("waits"))
+                                           for h in hosts if h.get("seconds", {}).get("waits") is not None),
+                                          default=0.0), 2) if waits else None,
+        })
+    failed = [h for h in by_host.values() if h.get("status") not in ("deployed",)]
+    failed_first = [h for h in failed if not str(h.get("error", "")).startswith("batch:")]
+    result = "failed" if params["aborted"] or failed_first else "succeeded"
+    return {
+        "app": params["app"],
+        "env": params["env"],
+        "version": params["version"],
+        "result": result,
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(_float(params["started"]))),
+        "seconds": round(now - _float(params["started"]), 2),
+        "skipped": params["plan"].get("skipped", []),
+        "batches": batches,
+        "versions_before": sorted({h.get("version_before") or "(none)" for h in by_host.values()}),
+        "versions_after": sorted({h.get("version_after") or "(none)" for h in by_host.values()}),
+    }
+
+
+def summarise(report):
+    lines = [
+        f"{report['app']} {report['version']} in {report['env']}: {report['result'].upper()} "
+        f"in {report['seconds']:.1f}s, {sum(len(b['hosts']) for b in report['batches'])} host(s) in "
+        f"{len(report['batches'])} batch(es), {len(report['skipped'])} skipped (already on {report['version']})",
+    ]
+    for batch in report["batches"]:
+        overhead = "" if batch["overhead_seconds"] is None else f", overhead {batch['overhead_seconds']:.1f}s"
+        lines.append(f"batch {batch['batch']}: {batch['state']} ({batch['seconds']:.1f}s{overhead})")
+        for host in batch["hosts"]:
+            detail = ""
+            if host.get("status") == "deployed":
+                s = host.get("seconds", {})
+                detail = (f" drain {_float(s.get('out_of_service')):.1f}s, deploy {_float(s.get('deploy')):.1f}s, "
+                          f"in service {_float(s.get('back_in_service')):.1f}s")
+            elif host.get("error"):
+                detail = f" - {host['error']}"
+                if host.get("rollback_error"):
+                    detail += f"; rollback: {host['rollback_error']}"
+            lines.append(f"  {host.get('host')}: {host.get('version_before') or '(none)'} -> "
+                         f"{host.get('version_after') or '-'} [{host.get('status')}]{detail}")
+    return lines
+
+
+def failure_line(report):
+    bad = [h for b in report["batches"] for h in b["hosts"]
+           if h.get("status") not in ("deployed", "not_started") and not str(h.get("error", "")).startswith("batch:")]
+    return "; ".join(f"{h.get('host')} ({h.get('status')}): {h.get('error', '')}" for h in bad)
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec={
+            "path": {"type": "path", "required": True},
+            "app": {"type": "str", "required": True},
+            "env": {"type": "str", "required": True},
+            "version": {"type": "str", "required": True},
+            "started": {"type": "float", "required": True},
+            "plan": {"type": "dict", "required": True},
+            "hosts": {"type": "list", "elements": "dict", "default": []},
+            "aborted": {"type": "bool", "default": False},
+        },
+        supports_check_mode=True,
+    )
+    report = build_report(module.params)
+    path = module.params["path"]
+    try:
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        tmp = path + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as handle:
+            json.dump(report, handle, indent=2, sort_keys=True)
+        os.replace(tmp, path)
+    except OSError as exc:
+        module.fail_json(msg=f"cannot write the deploy report to {path}: {exc}")
+    module.exit_json(changed=False, report=report, summary=summarise(report), failure=failure_line(report), path=path)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,115 @@
+"""The local load balancer: HAProxy on 127.0.0.1 that follows the target group.
+
+An instance gets traffic only while, in the emulator, it is registered in the target group with
+state `healthy` and, if it belongs to an Auto Scaling Group, its lifecycle state is `InService`.
+The second condition stands in for AWS behaviour moto lacks: on AWS, entering Standby
+deregisters the instance from the ASG's target groups; moto leaves it registered.
+
+Changes are applied with a graceful reload (master-worker mode, SIGUSR2): the old worker
+finishes the requests it holds while the new one takes new connections, which is what
+connection draining gives on AWS. HAProxy also health-checks `/health` itself, as the ALB does.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+
+def desired_backends(elbv2, autoscaling, ec2_instances: dict[str, dict], target_group_arn: str) -> dict[str, str]:
+    """instance id -> private IP of the instances that should receive traffic now."""
+    health = elbv2.describe_target_health(TargetGroupArn=target_group_arn)["TargetHealthDescriptions"]
+    healthy = [d["Target"]["Id"] for d in health if d["TargetHealth"]["State"] == "healthy"]
+    lifecycle = {}
+    if healthy:
+        for chunk in (healthy[i:i + 50] for i in range(0, len(healthy), 50)):
+            for inst in autoscaling.describe_auto_scaling_instances(InstanceIds=chunk)["AutoScalingInstances"]:
+                lifecycle[inst["InstanceId"]] = inst["LifecycleState"]
+    backends = {}
+    for iid in healthy:
+        inst = ec2_instances.get(iid)
+        if inst is None or inst["State"]["Name"] != "running":
+            continue  # moto keeps terminated instances registered; AWS drops them
+        if iid in lifecycle and lifecycle[iid] != "InService":
+            continue
+        backends[iid] = inst["PrivateIpAddress"]
+    return backends
+
+
+def render(listen: str, backends: dict[str, str], admin_socket: Path) -> str:
+    lines = [
+        "# Written by the local fleet's balancer (ec2fleet.localfleet.balancer); do not edit.",
+        "global",
+        "    maxconn 4096",
+        f"    stats socket {admin_socket} mode 600 level admin",
+        "    hard-stop-after 60s",
+        "defaults",
+        "    mode http",
+        "    option httplog",
+        "    timeout connect 2s",
+        "    timeout client 30s",
+        "    timeout server 30s",
+        "    timeout http-keep-alive 2s",
+        "frontend web",
+        f"    bind {listen}",
+        "    default_backend web",
+        "backend web",
+        "    balance roundrobin",
+        "    option httpchk GET /health",
+        "    http-check expect status 200",
+    ]
+    for iid, ip in sorted(backends.items()):
+        lines.append(f"    server {iid} {ip}:80 check inter 1s fall 2 rise 1")
+    return "\n".join(lines) + "\n"
+
+
+class Balancer:
+    def __init__(self, state_dir: Path, listen: str):
+        self.dir = state_dir
+        self.listen = listen
+        self.config = state_dir / "haproxy.cfg"
+        self.pidfile = state_dir / "haproxy.pid"
+        self.socket = state_dir / "haproxy.sock"
+        self.current: dict[str, str] | None = None
+
+    def _pid(self) -> int | None:
+        try:
+            pid = int(self.pidfile.read_text().split()[0])
+            os.kill(pid, 0)
+            return pid
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def apply(self, backends: dict[str, str]) -> bool:
+        """Write the config and (re)load HAProxy when the backend set changed; True if it did."""
+        if backends == self.current and self._pid():
+            return False
+        text = render(self.listen, backends, self.socket)
+        tmp = self.config.with_suffix(".new")
+        tmp.write_text(text)
+        check = subprocess.run(["haproxy", "-c", "-q", "-f", str(tmp)], capture_output=True, text=True)
+        if check.returncode != 0:
+            raise RuntimeError(f"haproxy rejected the generated config: {check.stderr.strip()}")
+        tmp.replace(self.config)
+        pid = self._pid()
+        if pid is None:
+            subprocess.run(["haproxy", "-W", "-D", "-f", str(self.config), "-p", str(self.pidfile)], check=True)
+        else:
+            os.kill(pid, signal.SIGUSR2)  # master-worker graceful reload
+        self.current = dict(backends)
+        return True
+
+    def stop(self) -> None:
+        pid = self._pid()
+        if pid:
+            os.kill(pid, signal.SIGTERM)
+            for _ in range(50):
+                try:
+                    os.kill(pid, 0)
+                except OSError:
+                    break
+                time.sleep(0.1)
+        self.pidfile.unlink(missing_ok=True)

@@ -1,0 +1,172 @@
+"""Bring a local fleet up, take it down, and look at it: used by the Fabric tasks (fabfile.py).
+
+`up` is idempotent: it reuses a running emulator and fleet and only adds what is missing (or
+changes the web ASG's size). `down` stops fleetd (which stops the balancer), removes every
+container and the network of the fleet, stops the emulator by its PID and deletes the state.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+from ec2fleet import emulator
+from ec2fleet.aws import REPO
+from ec2fleet.localfleet import containers
+from ec2fleet.localfleet.state import FleetState
+from ec2fleet.localfleet.world import FleetSpec, World, vpc_cidr, vpc_prefix
+
+
+# The launch template's user data: on AWS it would call the controller back (docs/bootstrap.md);
+# here fleetd is the callback receiver, so the instance only records the request.
+CALLBACK_USER_DATA = """#!/bin/sh
+logger -t provisioning-callback "instance booted: requesting site.yml from the controller"
+"""
+
+
+def _alive(pid) -> bool:
+    try:
+        os.kill(int(pid), 0)
+        return True
+    except (OSError, TypeError, ValueError):
+        return False
+
+
+def _say(msg: str) -> None:
+    print(f"fleet: {msg}", file=sys.stderr, flush=True)
+
+
+def load(name: str = "local") -> FleetState:
+    return FleetState.load(FleetState.path_for(name))
+
+
+def exists(name: str = "local") -> bool:
+    return (FleetState.path_for(name) / "state.json").exists()
+
+
+def up(size: int = 4, name: str = "local", timeout: float = 300, user_data: str = "") -> FleetState:
+    if not 1 <= size <= 50:
+        raise ValueError(f"size must be between 1 and 50, got {size}")
+    image = subprocess.run([str(REPO / "tools" / "platform"), "image"], check=True,
+                           capture_output=True, text=True).stdout.split()[-1]
+    state = load(name) if exists(name) else None
+    if state is None or not _alive(state.data.get("emulator_pid")):
+        if state is not None:
+            _say("the previous emulator is gone: starting a fresh fleet")
+            down(name)
+        server = emulator.MotoServer().start(detach=True)
+        state = FleetState.create(
+            name, endpoint=server.endpoint_url, emulator_pid=server.pid, emulator_port=server.port,
+            region=server.region, bastion_port=emulator.free_port(), lb_port=emulator.free_port(),
+            network=f"ec2fleet-{name}", image=image,
+        )
+        _say(f"emulator on {server.endpoint_url} (pid {server.pid})")
+    state.data["image"] = image
+    state.ensure_key()
+    build_agent_doubles(state)
+    # The containers' network is the VPC: instance private IPs are container addresses.
+    containers.ensure_network(state.data["network"], vpc_cidr(name), f"{vpc_prefix(name)}.0.1")
+    spec = FleetSpec(name=name, size=size, public_key=state.public_key(), user_data=user_data or CALLBACK_USER_DATA)
+    ids = World(state.clients, spec).ensure()
+    state.data.update(ids, size=size)
+    state.save()
+    start_fleetd(state)
+    wait_ready(state, timeout)
+    return state
+
+
+# The real CloudWatch and CodeDeploy agent packages cannot be downloaded here: the local fleet
+# installs the labelled TEST DOUBLES (tests/doubles/README.md) from file:// "buckets" on the
+# controller, signed with a key made for this fleet. The roles do everything else for real.
+DOUBLE_VERSIONS = {"cloudwatch": "1.300099.0b1", "codedeploy": "1.7.1-110"}
+
+
+def build_agent_doubles(state: FleetState) -> None:
+    root = state.dir / "doubles"
+    build = [sys.executable, str(REPO / "tests" / "doubles" / "build.py")]
+    if not (root / "gnupg" / "public.asc").exists():
+        subprocess.run([*build, "signing-key", "--gnupghome", str(root / "gnupg")], check=True, capture_output=True)
+    if not (root / "cloudwatch-bucket").exists():
+        subprocess.run([*build, "cloudwatch-repo", "--version", DOUBLE_VERSIONS["cloudwatch"],
+                        "--root", str(root / "cloudwatch-bucket"), "--sign", str(root / "gnupg")],
+                       check=True, capture_output=True)
+    if not (root / "codedeploy-bucket").exists():
+        subprocess.run([*build, "codedeploy-agent", "--version", DOUBLE_VERSIONS["codedeploy"],
+                        "--out", str(root / "codedeploy-bucket" / "releases")], check=True, capture_output=True)
+
+
+def start_fleetd(state: FleetState) -> None:
+    pidfile = state.dir / "fleetd.pid"
+    if pidfile.exists() and _alive(pidfile.read_text().strip()):
+        return
+    log = open(state.dir / "fleetd.log", "ab")  # noqa: SIM115 - handed to the child
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ec2fleet.localfleet.fleetd", "--state-dir", str(state.dir)],
+        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+    )
+    log.close()
+    pidfile.write_text(str(proc.pid))
+    proc.returncode = 0  # detached on purpose; `down` stops it by PID
+    _say(f"fleetd started (pid {proc.pid}, log {state.dir / 'fleetd.log'})")
+
+
+def wait_ready(state: FleetState, timeout: float) -> None:
+    """Until every running instance has a booted container and the balancer has all web hosts."""
+    world = World(state.clients, FleetSpec(name=state.name))
+    deadline = time.monotonic() + timeout
+    while True:
+        instances = {i["InstanceId"] for i in world.instances(states=("running",))}
+        have = {iid for iid, row in containers.list_fleet(state.name).items() if row["state"] == "running"}
+        booted = {iid for iid in have if _booted(state, iid)}
+        if instances and instances <= booted:
+            _say(f"{len(instances)} instance(s) running, each backed by a container")
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(
+                f"only {len(booted)} of {len(instances)} instances have a booted container after "
+                f"{timeout:.0f}s; see {state.dir / 'fleetd.log'}")
+        time.sleep(1)
+
+
+def _booted(state: FleetState, iid: str) -> bool:
+    name = containers.container_name(state.name, iid)
+    out = containers.docker("exec", name, "test", "-s", f"/home/{containers.DEFAULT_USER}/.ssh/authorized_keys",
+                            check=False)
+    return out == "" and containers.docker("exec", name, "systemctl", "is-active", "ssh", check=False).strip() == "active"
+
+
+def down(name: str = "local") -> None:
+    directory = FleetState.path_for(name)
+    data = {}
+    if (directory / "state.json").exists():
+        data = FleetState.load(directory).data
+    pidfile = directory / "fleetd.pid"
+    if pidfile.exists():
+        pid = pidfile.read_text().strip()
+        if _alive(pid):
+            os.kill(int(pid), signal.SIGTERM)
+            for _ in range(100):
+                if not _alive(pid):
+                    break
+                time.sleep(0.1)
+    haproxy_pid = directory / "haproxy.pid"
+    if haproxy_pid.exists() and _alive(haproxy_pid.read_text().split()[0]):
+        os.kill(int(haproxy_pid.read_text().split()[0]), signal.SIGTERM)
+    removed = 0
+    for row in containers.list_fleet(name).values():
+        containers.remove(row["name"])
+        removed += 1
+    containers.remove_network(data.get("network", f"ec2fleet-{name}"))
+    if data.get("emulator_pid") and emulator._is_moto_process(int(data["emulator_pid"])):
+        emulator._stop_pid(int(data["emulator_pid"]))
+    for pidfile in emulator.state_dir().glob(f"moto-{data.get('emulator_port', 'none')}.json"):
+        pidfile.unlink(missing_ok=True)
+    gnupg = directory / "doubles" / "gnupg"
+    if gnupg.exists():  # signing the doubles started a gpg-agent for that home
+        subprocess.run(["gpgconf", "--homedir", str(gnupg), "--kill", "all"], capture_output=True)
+    shutil.rmtree(directory, ignore_errors=True)
+    _say(f"fleet {name} is down: {removed} container(s) removed, emulator and balancer stopped")

@@ -1,0 +1,108 @@
+"""Where a local fleet keeps its state on disk, and the AWS clients that reach its emulator.
+
+`.cache/localfleet/<fleet>/` holds state.json (emulator endpoint and PID, ports, network, ids),
+the fleet's SSH key pair, the balancer's config and PID, fleetd's PID and log.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+from ec2fleet.aws import REPO, fleet_aws
+from ec2fleet.emulator import DUMMY_CREDENTIALS
+
+STATE_ROOT = Path(os.environ.get("EC2FLEET_LOCAL_STATE", REPO / ".cache" / "localfleet"))
+
+
+class FleetState:
+    def __init__(self, directory: Path, data: dict):
+        self.dir = directory
+        self.data = data
+        self._clients = None
+
+    @property
+    def name(self) -> str:
+        return self.data["name"]
+
+    @classmethod
+    def path_for(cls, name: str) -> Path:
+        return STATE_ROOT / name
+
+    @classmethod
+    def load(cls, directory: Path) -> "FleetState":
+        path = Path(directory) / "state.json"
+        if not path.exists():
+            raise FileNotFoundError(f"no local fleet state at {path}: run `tools/fleet up` first")
+        return cls(Path(directory), json.loads(path.read_text()))
+
+    @classmethod
+    def create(cls, name: str, **data) -> "FleetState":
+        directory = cls.path_for(name)
+        directory.mkdir(parents=True, exist_ok=True)
+        state = cls(directory, {"name": name, **data})
+        state.save()
+        return state
+
+    def save(self) -> None:
+        tmp = self.dir / "state.json.new"
+        tmp.write_text(json.dumps(self.data, indent=2, sort_keys=True))
+        tmp.replace(self.dir / "state.json")
+
+    # -- AWS -------------------------------------------------------------------------------
+    def env(self) -> dict[str, str]:
+        """What boto3, Ansible and the inventory plugin need to talk to this fleet's emulator."""
+        return {
+            "AWS_ENDPOINT_URL": self.data["endpoint"],
+            "AWS_DEFAULT_REGION": self.data["region"],
+            "AWS_REGION": self.data["region"],
+            **DUMMY_CREDENTIALS,
+            "EC2FLEET_LOCAL_BASTION_PORT": str(self.data["bastion_port"]),
+            "EC2FLEET_LOCAL_SSH_KEY": str(self.key_path),
+            "EC2FLEET_LOCAL_DOUBLES": str(self.dir / "doubles"),
+        }
+
+    def clients(self, service: str, region: str | None = None):
+        if self._clients is None:
+            module = fleet_aws()
+            _, self._clients = module.fleet_clients(
+                region=self.data["region"], endpoint_url=self.data["endpoint"],
+                access_key=DUMMY_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+                secret_key=DUMMY_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+                session_token=DUMMY_CREDENTIALS["AWS_SESSION_TOKEN"],
+            )
+        return self._clients(service, region)
+
+    # -- SSH key pair (the fleet's EC2 key pair) -------------------------------------------
+    @property
+    def key_path(self) -> Path:
+        return self.dir / "id_ed25519"
+
+    def ensure_key(self) -> None:
+        if not self.key_path.exists():
+            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"ec2fleet-{self.name}",
+                            "-f", str(self.key_path)], check=True)
+
+    def public_key(self) -> str:
+        return self.key_path.with_suffix(".pub").read_text().strip()
+
+    # -- flags (e.g. "converged": site.yml has run once, so new instances get the callback) --
+    def set_flag(self, name: str) -> None:
+        (self.dir / f"{name}.flag").touch()
+
+    def read_flag(self, name: str) -> bool:
+        return (self.dir / f"{name}.flag").exists()
+
+    # -- fleetd status ---------------------------------------------------------------------
+    def write_status(self, status: dict) -> None:
+        tmp = self.dir / "status.json.new"
+        tmp.write_text(json.dumps(status))
+        tmp.replace(self.dir / "status.json")
+
+    def read_status(self) -> dict:
+        try:
+            return json.loads((self.dir / "status.json").read_text())
+        except (OSError, ValueError):
+            return {}

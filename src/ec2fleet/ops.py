@@ -1,0 +1,182 @@
+"""Everyday fleet operations behind the Fabric tasks: hosts come from the ec2_fleet inventory.
+
+The same code serves the local fleet and a real AWS fleet: it reads hosts, groups and
+connection settings from `ansible-inventory -i <file> --list` (the ec2_fleet plugin has already
+wired the bastion ProxyJump/ProxyCommand), and target health from the AWS API through
+plugins/module_utils/fleet_aws.py.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ec2fleet.aws import REPO, fleet_aws
+
+PROXY_COMMAND = re.compile(r"ProxyCommand=(\"[^\"]*\"|'[^']*'|\S+)")
+PROXY_JUMP = re.compile(r"ProxyJump=(?:(?P<user>[^@\s'\"]+)@)?(?P<host>[^:\s'\"]+)(?::(?P<port>\d+))?")
+
+
+@dataclass
+class Host:
+    name: str
+    vars: dict
+    groups: list[str] = field(default_factory=list)
+
+    @property
+    def address(self) -> str:
+        return str(self.vars.get("ansible_host") or self.name)
+
+    @property
+    def port(self) -> int:
+        return int(self.vars.get("ansible_port") or 22)
+
+    @property
+    def user(self) -> str | None:
+        return self.vars.get("ansible_user")
+
+    @property
+    def key_file(self) -> str | None:
+        return self.vars.get("ansible_ssh_private_key_file")
+
+    def ssh_command(self) -> str:
+        """The plain ssh command line that reaches this host, as Ansible would connect."""
+        parts = ["ssh", *shlex.split(str(self.vars.get("ansible_ssh_common_args") or ""))]
+        if self.key_file:
+            parts += ["-i", self.key_file]
+        parts += ["-p", str(self.port), f"{self.user}@{self.address}" if self.user else self.address]
+        return shlex.join(parts)
+
+
+class Inventory:
+    def __init__(self, source: str, env: dict | None = None):
+        self.source = source
+        self.env = env
+        out = subprocess.run(
+            [str(Path(sys.executable).parent / "ansible-inventory"), "-i", source, "--list"],
+            capture_output=True, text=True, cwd=REPO, env=env,
+        )
+        if out.returncode != 0:
+            raise SystemExit(f"inventory {source} failed:\n{out.stderr.strip()}")
+        data = json.loads(out.stdout)
+        hostvars = data.get("_meta", {}).get("hostvars", {})
+        membership: dict[str, list[str]] = {}
+
+        def walk(group: str):
+            for host in data.get(group, {}).get("hosts", []):
+                membership.setdefault(host, []).append(group)
+            for child in data.get(group, {}).get("children", []):
+                walk(child)
+
+        walk("all")
+        self.hosts = {name: Host(name, hostvars.get(name, {}), sorted(set(membership.get(name, []))))
+                      for name in hostvars}
+
+    def select(self, pattern: str) -> list[Host]:
+        """Hosts in a group or named directly (a comma-separated list of either)."""
+        chosen = []
+        for part in pattern.split(","):
+            part = part.strip()
+            matched = [h for h in self.hosts.values() if part in ("all", h.name) or part in h.groups]
+            if not matched:
+                raise SystemExit(f"no host or group matches {part!r} in {self.source}")
+            chosen += [h for h in matched if h not in chosen]
+        return sorted(chosen, key=lambda h: h.name)
+
+
+def connection(host: Host):
+    """A Fabric Connection that reaches the host the way Ansible does (bastion included)."""
+    from fabric import Connection
+
+    connect_kwargs = {"key_filename": host.key_file} if host.key_file else {}
+    common = str(host.vars.get("ansible_ssh_common_args") or "")
+    gateway = None
+    if match := PROXY_COMMAND.search(common):
+        gateway = match.group(1).strip("\"'")  # Fabric runs it as the ProxyCommand
+    elif match := PROXY_JUMP.search(common):
+        gateway = Connection(match.group("host"), user=match.group("user") or host.user,
+                             port=int(match.group("port") or 22), connect_kwargs=connect_kwargs,
+                             connect_timeout=15)
+    return Connection(host.address, user=host.user, port=host.port, connect_kwargs=connect_kwargs,
+                      gateway=gateway, connect_timeout=15)
+
+
+def run_parallel(hosts: list[Host], command: str, sudo: bool = False) -> dict[str, tuple[int, str]]:
+    """Run one shell command on many hosts at once (Fabric ThreadingGroup); host -> (code, output)."""
+    from fabric import ThreadingGroup
+    from fabric.exceptions import GroupException
+
+    conns = {connection(h): h.name for h in hosts}
+    group = ThreadingGroup.from_connections(list(conns))
+    runner = group.sudo if sudo else group.run
+    try:
+        results = runner(command, hide=True, warn=True, timeout=300)
+    except GroupException as exc:
+        results = exc.result
+    answers = {}
+    for conn, result in results.items():
+        if isinstance(result, Exception):
+            answers[conns[conn]] = (255, f"{type(result).__name__}: {result}")
+        else:
+            answers[conns[conn]] = (result.exited, (result.stdout + result.stderr).strip())
+    for conn in conns:
+        conn.close()
+    return answers
+
+
+def target_health(hosts: list[Host]) -> dict[str, str]:
+    """instance id -> target health state(s) across the target groups the inventory reported."""
+    module = fleet_aws()
+    by_region: dict[str, set[str]] = {}
+    for host in hosts:
+        for arn in host.vars.get("target_group_arns") or []:
+            by_region.setdefault(host.vars.get("ec2_region", "us-east-1"), set()).add(arn)
+    health: dict[str, list[str]] = {}
+    for region, arns in by_region.items():
+        _, clients = module.fleet_clients(region=region)
+        for arn in sorted(arns):
+            descs = clients("elbv2").describe_target_health(TargetGroupArn=arn)["TargetHealthDescriptions"]
+            for desc in descs:
+                health.setdefault(desc["Target"]["Id"], []).append(desc["TargetHealth"]["State"])
+    return {iid: ",".join(states) for iid, states in health.items()}
+
+
+def status_rows(inv: Inventory, app_name: str = "sampleapp") -> list[dict]:
+    hosts = sorted(inv.hosts.values(), key=lambda h: (h.vars.get("asg_name") or "", h.name))
+    versions = run_parallel(hosts, f"basename \"$(readlink /opt/{app_name}/current 2>/dev/null)\" 2>/dev/null || true")
+    health = target_health(hosts)
+    rows = []
+    for host in hosts:
+        code, out = versions.get(host.name, (1, ""))
+        iid = host.vars.get("ec2_instance_id", "")
+        rows.append({
+            "host": host.name,
+            "instance": iid,
+            "az": host.vars.get("ec2_availability_zone", ""),
+            "asg": host.vars.get("asg_name") or "-",
+            "lifecycle": host.vars.get("asg_lifecycle_state") or "-",
+            "target health": health.get(iid, "-"),
+            "release": (out.splitlines()[-1] if out else "-") if code == 0 else "unreachable",
+        })
+    return rows
+
+
+def table(rows: list[dict]) -> str:
+    if not rows:
+        return "(no hosts)"
+    cols = list(rows[0])
+    width = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in cols}
+    line = "  ".join(c.upper().ljust(width[c]) for c in cols)
+    body = ["  ".join(str(r[c]).ljust(width[c]) for c in cols) for r in rows]
+    return "\n".join([line, *body])
+
+
+def interactive(host: Host) -> None:
+    """An interactive shell on the host (through the bastion when the inventory wired one)."""
+    with connection(host) as conn:
+        conn.shell()

@@ -1,0 +1,250 @@
+"""End to end on the local fleet: up, site.yml, smoke tests, rolling deploys and their faults, down.
+
+Runs with `tools/test e2e` (EC2FLEET_E2E=1); the default pytest run leaves it out. It uses the
+fleet named `local` (the one `tools/fleet up` makes) and refuses to start when one is already up.
+The tests run in file order and share one fleet; each builds on the state the previous left.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from ec2fleet import emulator
+from ec2fleet.localfleet import containers, control
+
+REPO = Path(__file__).resolve().parents[2]
+VENV_BIN = Path(sys.executable).parent
+INVENTORY = "inventory/local.ec2_fleet.yml"
+APP = "sampleapp"
+SIZE = 3
+
+pytestmark = [pytest.mark.docker, pytest.mark.e2e]
+
+
+# -- helpers ---------------------------------------------------------------------------------
+def env_of(state) -> dict:
+    return {**os.environ, **state.env(), "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_FORCE_COLOR": "0",
+            "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+
+
+def playbook(state, name: str, *extra: str, timeout: int = 1500) -> subprocess.CompletedProcess:
+    proc = subprocess.run([str(VENV_BIN / "ansible-playbook"), "-i", INVENTORY, f"playbooks/{name}", *extra],
+                          cwd=REPO, env=env_of(state), capture_output=True, text=True, timeout=timeout)
+    log = REPO / "reports" / "e2e"
+    log.mkdir(parents=True, exist_ok=True)
+    (log / f"{name}-{int(time.time())}.log").write_text(proc.stdout + proc.stderr)
+    return proc
+
+
+def web_instances(state) -> list[dict]:
+    group = state.clients("autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=["web"])
+    return group["AutoScalingGroups"][0]["Instances"]
+
+
+def on_host(state, iid: str, *cmd: str, check: bool = True) -> str:
+    return containers.docker("exec", containers.container_name(state.name, iid), *cmd, check=check).strip()
+
+
+def versions(state) -> dict[str, str]:
+    return {i["InstanceId"]: on_host(state, i["InstanceId"], f"/usr/local/sbin/{APP}-release", "current", check=False)
+            for i in web_instances(state)}
+
+
+def lb_version(state) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{state.data['lb_port']}/version", timeout=5) as resp:
+        return json.loads(resp.read())["version"]
+
+
+def lock_value(state):
+    try:
+        value = state.clients("ssm").get_parameter(Name=f"/{APP}/local/deploy-lock")["Parameter"]["Value"]
+    except state.clients("ssm").exceptions.ParameterNotFound:
+        return None
+    return json.loads(value) if value else None
+
+
+def assert_fleet_at_rest(state):
+    """Nothing in Standby, no suspended process, no lock: what every deploy must leave."""
+    states = {i["InstanceId"]: i["LifecycleState"] for i in web_instances(state)}
+    assert set(states.values()) == {"InService"}, states
+    group = state.clients("autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=["web"])
+    assert group["AutoScalingGroups"][0]["SuspendedProcesses"] == []
+    assert lock_value(state) is None
+
+
+def latest_report(version: str) -> dict:
+    reports = sorted((REPO / "reports" / "deploys").glob(f"deploy-{APP}-local-{version}-*.json"),
+                     key=lambda p: p.stat().st_mtime)
+    assert reports, f"no report for {version}"
+    return json.loads(reports[-1].read_text())
+
+
+def add_fault(state, iid: str, version: str) -> None:
+    """A host-specific fault: the app's unit refuses to start while `version` is current."""
+    on_host(state, iid, "sh", "-c",
+            "mkdir -p /etc/systemd/system/sampleapp.service.d && printf '%s\\n' '[Service]' "
+            f"\"ExecStartPre=/bin/sh -c '! readlink /opt/{APP}/current | grep -q /{version}$'\" "
+            "> /etc/systemd/system/sampleapp.service.d/zz-e2e-fault.conf && systemctl daemon-reload")
+
+
+def clear_faults(state) -> None:
+    for inst in web_instances(state):
+        on_host(state, inst["InstanceId"], "sh", "-c",
+                "rm -f /etc/systemd/system/sampleapp.service.d/zz-e2e-fault.conf && systemctl daemon-reload")
+
+
+# -- the fleet -------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def fleet():
+    if control.exists():
+        pytest.fail("a local fleet is already up: `tools/fleet down` first (the e2e tests use that fleet name)")
+    for version in ("1.0.0", "2.0.0", "3.0.0"):
+        subprocess.run([str(REPO / "tools" / "build-release"), version], cwd=REPO, check=True, capture_output=True)
+    try:
+        state = control.up(size=SIZE)
+        yield state
+    finally:
+        control.down()
+
+
+def test_up_and_site_converge(fleet):
+    proc = playbook(fleet, "site.yml")
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    fleet.set_flag("converged")
+    assert lb_version(fleet) == "1.0.0"
+    assert set(versions(fleet).values()) == {"1.0.0"}
+
+
+def test_smoke_tests_pass_through_the_inventory(fleet):
+    proc = subprocess.run([sys.executable, "-m", "pytest", "tests/fleet", "-p", "no:cacheprovider", "-q",
+                           "--hosts=ansible://all", f"--ansible-inventory={INVENTORY}"],
+                          cwd=REPO, env=env_of(fleet), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+
+
+def test_status_lists_every_instance(fleet):
+    proc = subprocess.run([str(VENV_BIN / "fab"), "status"], cwd=REPO, env=env_of(fleet),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    for inst in web_instances(fleet):
+        assert inst["InstanceId"] in proc.stdout
+    assert fleet.data["bastion_instance_id"] in proc.stdout
+    assert "InService" in proc.stdout and "1.0.0" in proc.stdout
+
+
+def test_missing_release_fails_in_preflight_and_touches_nothing(fleet):
+    before = versions(fleet)
+    proc = playbook(fleet, "deploy.yml", "-e", "app_version=9.9.9")
+    assert proc.returncode != 0
+    assert "9.9.9" in proc.stdout
+    assert versions(fleet) == before
+    assert_fleet_at_rest(fleet)
+
+
+def test_second_deploy_is_refused_by_the_lock(fleet):
+    # Another operator's live deploy holds the lock (a live PID on this controller).
+    holder = subprocess.Popen(["sleep", "300"])
+    try:
+        take = subprocess.run(
+            [str(VENV_BIN / "ansible"), "localhost", "-m", "fleet_deploy_lock", "-a",
+             f"app={APP} env=local version=7.7.7 owner=alice@ops pid={holder.pid}"],
+            cwd=REPO, env=env_of(fleet), capture_output=True, text=True, timeout=120)
+        assert take.returncode == 0, take.stdout
+        proc = playbook(fleet, "deploy.yml", "-e", "app_version=2.0.0")
+        assert proc.returncode != 0
+        assert "alice@ops" in proc.stdout and "7.7.7" in proc.stdout
+        assert set(versions(fleet).values()) == {"1.0.0"}
+    finally:
+        holder.kill()
+        subprocess.run([str(VENV_BIN / "ansible"), "localhost", "-m", "fleet_deploy_lock", "-a",
+                        f"app={APP} env=local state=released force=true"],
+                       cwd=REPO, env=env_of(fleet), capture_output=True, text=True, timeout=120)
+    assert lock_value(fleet) is None
+
+
+def test_rolling_deploy_succeeds_and_records_the_release(fleet):
+    proc = playbook(fleet, "deploy.yml", "-e", "app_version=2.0.0")
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    assert set(versions(fleet).values()) == {"2.0.0"}
+    assert lb_version(fleet) == "2.0.0"
+    assert_fleet_at_rest(fleet)
+    report = latest_report("2.0.0")
+    assert report["result"] == "succeeded"
+    assert [len(b["hosts"]) for b in report["batches"]][0] == 1  # the canary
+    recorded = fleet.clients("ssm").get_parameter(Name=f"/{APP}/local/release")["Parameter"]["Value"]
+    assert recorded == "2.0.0"
+
+
+def test_canary_failing_its_health_check_is_rolled_back_alone(fleet):
+    for inst in web_instances(fleet):
+        add_fault(fleet, inst["InstanceId"], "3.0.0")
+    try:
+        proc = playbook(fleet, "deploy.yml", "-e", "app_version=3.0.0")
+    finally:
+        clear_faults(fleet)
+    assert proc.returncode != 0
+    report = latest_report("3.0.0")
+    assert report["result"] == "failed"
+    assert report["batches"][0]["state"] == "rolled_back"
+    assert all(b["state"] == "not_started" for b in report["batches"][1:])
+    assert set(versions(fleet).values()) == {"2.0.0"}
+    assert_fleet_at_rest(fleet)
+
+
+def test_killed_mid_batch_then_rerun_completes(fleet):
+    proc = subprocess.Popen([str(VENV_BIN / "ansible-playbook"), "-i", INVENTORY, "playbooks/deploy.yml",
+                             "-e", "app_version=3.0.0"], cwd=REPO, env=env_of(fleet),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 600
+    try:
+        while time.monotonic() < deadline:
+            if any(i["LifecycleState"] == "Standby" for i in web_instances(fleet)):
+                break
+            assert proc.poll() is None, "the deploy ended before any host entered Standby"
+            time.sleep(0.5)
+        else:
+            pytest.fail("no host entered Standby")
+        time.sleep(3)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert lock_value(fleet) is not None, "the killed run should have left its lock"
+    rerun = playbook(fleet, "deploy.yml", "-e", "app_version=3.0.0")
+    assert rerun.returncode == 0, rerun.stdout[-4000:]
+    assert "interrupted run" in rerun.stdout
+    assert set(versions(fleet).values()) == {"3.0.0"}
+    assert_fleet_at_rest(fleet)
+
+
+def test_instance_launched_later_converges_to_the_recorded_release(fleet):
+    asg = fleet.clients("autoscaling")
+    before = {i["InstanceId"] for i in web_instances(fleet)}
+    asg.set_desired_capacity(AutoScalingGroupName="web", DesiredCapacity=len(before) + 1)
+    deadline = time.monotonic() + 900
+    new = None
+    while time.monotonic() < deadline:
+        new = next(iter({i["InstanceId"] for i in web_instances(fleet)} - before), None)
+        if new and on_host(fleet, new, f"/usr/local/sbin/{APP}-release", "current", check=False) == "3.0.0":
+            break
+        time.sleep(5)
+    else:
+        log = fleet.dir / "callbacks" / f"{new}.log"
+        pytest.fail(f"new instance {new} did not converge to 3.0.0; callback log:\n"
+                    f"{log.read_text()[-3000:] if new and log.exists() else '(none)'}")
+
+
+def test_down_leaves_nothing(fleet):
+    port = fleet.data["emulator_port"]
+    control.down()
+    assert containers.list_fleet("local") == {}
+    assert all(info["port"] != port for info in emulator.running_servers())
+    assert not control.exists()

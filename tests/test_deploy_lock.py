@@ -1,0 +1,254 @@
+"""fleet_deploy_lock against the emulator (SSM Parameter Store): acquire, refuse with the
+holder's details, take over expired and stale locks returning the previous value, update, release,
+check mode; plus the pure decisions and the takeover race."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from deploy_support import client, import_plugin, run_module, run_tasks
+
+pytestmark = pytest.mark.emulator
+
+NAME = "/sampleapp/prod/deploy-lock"
+LOCK_ARGS = {"app": "sampleapp", "env": "prod"}
+
+
+def stored():
+    try:
+        return json.loads(client("ssm").get_parameter(Name=NAME)["Parameter"]["Value"])
+    except client("ssm").exceptions.ParameterNotFound:
+        return None
+
+
+def put_lock(**fields):
+    value = {"owner": "alice@other-controller", "controller": "other-controller", "pid": 1234,
+             "version": "1.9.0", "started_at": "2026-01-01T10:00:00Z", "run_id": "their-run", "data": {}}
+    value.update(fields)
+    client("ssm").put_parameter(Name=NAME, Value=json.dumps(value), Type="String", Overwrite=True)
+    return value
+
+
+def iso(delta_seconds):
+    moment = datetime.now(timezone.utc) + timedelta(seconds=delta_seconds)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_one_run_acquires_updates_and_releases_and_a_second_run_is_refused(aws):
+    results = run_tasks([
+        {"name": "acquire", "fleet_deploy_lock": {**LOCK_ARGS, "version": "2.0.0", "ttl": 600,
+                                                  "data": {"asg": "web"}}, "register": "lock"},
+        {"name": "acquire again, same run", "fleet_deploy_lock": {**LOCK_ARGS, "run_id": "{{ lock.run_id }}"}},
+        {"name": "record standby", "fleet_deploy_lock": {**LOCK_ARGS, "state": "updated", "ttl": 900,
+                                                         "run_id": "{{ lock.run_id }}",
+                                                         "data": {"standby": ["i-1"]}}},
+        {"name": "a second deploy while this one runs", "fleet_deploy_lock": {**LOCK_ARGS, "version": "3.0.0"},
+         "ignore_errors": True},
+        {"name": "release", "fleet_deploy_lock": {**LOCK_ARGS, "state": "released", "run_id": "{{ lock.run_id }}"}},
+        {"name": "release again", "fleet_deploy_lock": {**LOCK_ARGS, "state": "released", "run_id": "{{ lock.run_id }}"}},
+    ])
+    acquired, again, updated, second, released, released_again = results
+    assert acquired["changed"] is True and acquired["name"] == NAME
+    lock = acquired["lock"]
+    assert lock["owner"].endswith("@" + socket.gethostname())
+    assert lock["controller"] == socket.gethostname() and lock["version"] == "2.0.0" and lock["ttl"] == 600
+    assert lock["data"] == {"asg": "web"} and len(lock["run_id"]) == 32
+    assert again["changed"] is False and "already held by this run" in again["msg"]
+    assert updated["changed"] is True
+    assert updated["lock"]["data"] == {"asg": "web", "standby": ["i-1"]}
+    assert updated["lock"]["expires_at"] > lock["expires_at"]  # extended by the new ttl
+    # The playbook process is alive on this same controller: the lock is not stale.
+    assert second["failed"] is True
+    assert second["msg"].startswith(f"deploy lock {NAME} is held by {lock['owner']} (pid {lock['pid']} on ")
+    assert "deploying version 2.0.0" in second["msg"] and f"expires {updated['lock']['expires_at']}" in second["msg"]
+    assert "\n" not in second["msg"]
+    assert second["holder"]["run_id"] == lock["run_id"]
+    assert released["changed"] is True and released_again["changed"] is False
+    assert stored() is None
+
+
+def test_lock_of_a_killed_run_is_taken_over_with_its_data(aws):
+    # The ad-hoc `ansible` process that takes the lock exits right after: like a killed playbook.
+    first = run_module("fleet_deploy_lock", {**LOCK_ARGS, "version": "2.0.0",
+                                             "data": {"suspended": {"web": ["AZRebalance"]}, "standby": ["i-1"]}})
+    assert first["changed"] is True
+    second = run_module("fleet_deploy_lock", {**LOCK_ARGS, "version": "2.0.0"})
+    assert second["changed"] is True
+    assert second["recovered"]["run_id"] == first["run_id"]
+    assert second["recovered"]["data"] == {"suspended": {"web": ["AZRebalance"]}, "standby": ["i-1"]}
+    assert "took over deploy lock" in second["msg"] and "no longer running" in second["msg"]
+    assert stored()["run_id"] == second["run_id"]
+
+
+def test_expired_lock_of_another_controller_is_taken_over(aws):
+    old = put_lock(expires_at=iso(-5), data={"standby": ["i-9"]})
+    result = run_module("fleet_deploy_lock", {**LOCK_ARGS, "version": "2.0.0"})
+    assert result["changed"] is True
+    assert result["recovered"] == old
+    assert f"expired at {old['expires_at']}" in result["msg"]
+    assert stored()["run_id"] == result["run_id"]
+
+
+@pytest.mark.parametrize("check", [False, True], ids=["run", "check-mode"])
+def test_live_lock_of_another_controller_is_refused_with_details(aws, check):
+    holder = put_lock(expires_at=iso(1800))
+    result = run_module("fleet_deploy_lock", {**LOCK_ARGS, "version": "2.0.0"}, check=check)
+    assert result["failed"] is True
+    assert result["msg"] == (
+        f"deploy lock {NAME} is held by alice@other-controller (pid 1234 on other-controller), deploying "
+        f"version 1.9.0, started 2026-01-01T10:00:00Z, expires {holder['expires_at']}, run their-run; "
+        f"refusing to deploy (it is held by a live run)")
+    assert stored() == holder
+
+
+def test_force_takes_over_and_force_releases(aws):
+    holder = put_lock(expires_at=iso(1800))
+    refused = run_module("fleet_deploy_lock", {**LOCK_ARGS, "state": "released", "run_id": "mine"})
+    assert refused["failed"] is True and "not releasing it" in refused["msg"]
+    taken = run_module("fleet_deploy_lock", {**LOCK_ARGS, "force": True})
+    assert taken["changed"] is True and taken["recovered"] == holder and "(forced)" in taken["msg"]
+    put_lock(expires_at=iso(1800))
+    released = run_module("fleet_deploy_lock", {**LOCK_ARGS, "state": "released", "force": True})
+    assert released["changed"] is True and "(forced)" in released["msg"]
+    assert stored() is None
+
+
+def test_check_mode_changes_nothing(aws):
+    result = run_module("fleet_deploy_lock", {"name": "/custom/lock", "version": "2.0.0"}, check=True)
+    assert result["changed"] is True and result["msg"] == "would acquire deploy lock /custom/lock"
+    assert result["lock"]["version"] == "2.0.0"
+    assert client("ssm").describe_parameters()["Parameters"] == []
+
+
+def test_update_by_a_run_that_does_not_hold_it_fails(aws):
+    put_lock(expires_at=iso(1800))
+    other, missing = run_tasks([
+        {"name": "not ours", "fleet_deploy_lock": {**LOCK_ARGS, "state": "updated", "run_id": "mine", "data": {"x": 1}},
+         "ignore_errors": True},
+        {"name": "nobody's", "fleet_deploy_lock": {"name": "/nothing/here", "state": "updated", "run_id": "mine"},
+         "ignore_errors": True},
+    ])
+    assert other["failed"] is True and "not by run mine; not updating it" in other["msg"]
+    assert missing["failed"] is True and "is not held by anyone" in missing["msg"]
+    assert "x" not in stored()["data"]
+
+
+def test_value_over_the_tier_limit_fails_clearly(aws):
+    result = run_module("fleet_deploy_lock", {**LOCK_ARGS, "data": {"standby": ["i-%017d" % n for n in range(300)]}})
+    assert result["failed"] is True
+    assert "over the 4096-byte limit of the Standard tier" in result["msg"]
+    assert stored() is None
+
+
+def test_bad_arguments_are_refused(aws):
+    results = run_tasks([{"name": f"case {n}", "fleet_deploy_lock": args, "ignore_errors": True} for n, args in
+                         enumerate([{"version": "1"}, {**LOCK_ARGS, "ttl": 0}, {**LOCK_ARGS, "state": "released"}])])
+    assert [r["failed"] for r in results] == [True] * 3
+    assert "one of the following is required: name, app" in results[0]["msg"]
+    assert "ttl must be a positive" in results[1]["msg"]
+    assert "needs the run_id" in results[2]["msg"]
+
+
+# --- pure logic and the takeover race, in this process ------------------------------------------
+
+@pytest.fixture(scope="module")
+def lockmod():
+    return import_plugin("plugins/modules/fleet_deploy_lock.py", "fleet_deploy_lock_under_test")
+
+
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
+
+
+@pytest.mark.parametrize("holder, alive, verdict", [
+    ({"run_id": "r1", "expires_at": "2026-11-23T13:00:00Z"}, True, "ours"),
+    ({"run_id": "r2", "expires_at": "2026-11-23T11:59:59Z", "controller": "elsewhere"}, True, "expired"),
+    ({"run_id": "r2", "expires_at": "2026-11-23T12:00:00Z", "controller": "here", "pid": 5}, True, "expired"),
+    ({"run_id": "r2", "expires_at": "2026-11-23T13:00:00Z", "controller": "here", "pid": 5}, False, "stale"),
+    ({"run_id": "r2", "expires_at": "2026-11-23T13:00:00Z", "controller": "here", "pid": 5}, True, "held"),
+    # A dead PID on ANOTHER controller says nothing: that process is not ours to see.
+    ({"run_id": "r2", "expires_at": "2026-11-23T13:00:00Z", "controller": "elsewhere", "pid": 5}, False, "held"),
+    ({"run_id": "r2", "controller": "elsewhere"}, False, "held"),
+    ("not json", True, "held"),
+    # Same host name, another machine (two laptops called "localhost"): not ours to judge.
+    ({"run_id": "r2", "expires_at": "2026-11-23T13:00:00Z", "controller": "here", "machine_id": "other",
+      "pid": 5}, False, "held"),
+    ({"run_id": "r2", "expires_at": "2026-11-23T13:00:00Z", "controller": "here", "machine_id": "m1",
+      "pid": 5}, False, "stale"),
+])
+def test_judge(lockmod, holder, alive, verdict):
+    assert lockmod.judge(holder, "r1", "here", NOW, alive=lambda pid, started: alive, machine="m1")[0] == verdict
+
+
+def test_process_alive_sees_dead_and_reused_pids(lockmod):
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    assert lockmod.process_alive(os.getpid(), lockmod.process_start(os.getpid())) is True
+    assert lockmod.process_alive(child.pid) is False
+    # Same PID, another start time: a reused PID, not the holder.
+    assert lockmod.process_alive(os.getpid(), "1") is False
+    assert lockmod.process_alive("garbage") is False
+
+
+def test_controller_process_is_the_outermost_ansible(aws):
+    """Run under ansible-playbook, the recorded pid is the playbook process itself (not one of its
+    worker forks, which share its command line but die after each task)."""
+    results, playbook_pid = run_tasks([{"name": "acquire", "fleet_deploy_lock": LOCK_ARGS}], with_pid=True)
+    assert results[0]["lock"]["pid"] == playbook_pid
+
+
+class _FakeModule:
+    """Just the attributes acquire() reads: this test drives the real SSM calls directly."""
+
+    def __init__(self, **params):
+        self.params = {"run_id": None, "version": "2.0.0", "ttl": 600, "data": {}, "owner": None,
+                       "pid": None, "force": False, **params}
+        self.check_mode = False
+
+    def fail_json(self, **kwargs):
+        raise AssertionError(kwargs)
+
+
+def test_takeover_race_the_first_writer_wins(aws, lockmod):
+    """Two runs take over the same expired lock: another run's write lands between our read and
+    our write (a real write to the emulator); we detect the gap, put the winner's value back and fail."""
+    utils = sys.modules["ansible.module_utils.fleet_deploy"]
+    put_lock(expires_at=iso(-60))
+    winner = {"owner": "bob@c2", "controller": "c2", "pid": 7, "run_id": "winner", "expires_at": iso(600)}
+
+    class RacingStore(lockmod.LockStore):
+        def overwrite(self, lock):
+            client("ssm").put_parameter(Name=NAME, Value=json.dumps(winner), Type="String", Overwrite=True)
+            return super().overwrite(lock)
+
+    store = RacingStore(utils.Aws({}), NAME, "Standard")
+    with pytest.raises(utils.DeployError, match="another run took it over at the same moment"):
+        lockmod.acquire(_FakeModule(), store, datetime.now(timezone.utc))
+    assert stored() == winner
+
+
+def test_takeover_race_with_a_release_and_fresh_lock_in_between(aws, lockmod):
+    """Between our read of the expired lock and our write, its holder releases it and a third run
+    creates a fresh one (version numbering restarts): our write must not steal it."""
+    utils = sys.modules["ansible.module_utils.fleet_deploy"]
+    put_lock(expires_at=iso(-60))
+    put_lock(expires_at=iso(-30))  # version 2, so a restart at 1 is visible
+    fresh = {"owner": "carol@c3", "controller": "c3", "pid": 8, "run_id": "fresh", "expires_at": iso(600)}
+
+    class RacingStore(lockmod.LockStore):
+        def overwrite(self, lock):
+            ssm = client("ssm")
+            ssm.delete_parameter(Name=NAME)
+            ssm.put_parameter(Name=NAME, Value=json.dumps(fresh), Type="String", Overwrite=False)
+            return super().overwrite(lock)
+
+    store = RacingStore(utils.Aws({}), NAME, "Standard")
+    with pytest.raises(utils.DeployError, match="another run took it over at the same moment"):
+        lockmod.acquire(_FakeModule(), store, datetime.now(timezone.utc))
+    assert stored() == fresh
