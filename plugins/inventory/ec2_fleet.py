@@ -217,6 +217,7 @@ EXAMPLES = r"""
 plugin: ec2_fleet
 regions: [eu-west-1, us-east-1]
 
+---
 # Drop-in for an aws_ec2 file: same keys, same meaning.
 plugin: ec2_fleet
 regions: [eu-west-1]
@@ -239,6 +240,7 @@ groups:
 compose:
   ansible_user: "'admin'"
 
+---
 # Bastion wiring with a custom tag and user, plus target groups and a persistent cache.
 plugin: ec2_fleet
 regions: [eu-west-1]
@@ -252,6 +254,7 @@ cache_plugin: ansible.builtin.jsonfile
 cache_connection: .cache/inventory
 cache_timeout: 300
 
+---
 # Assume a role in another account, adaptive retries, stopped instances too.
 plugin: ec2_fleet
 regions: []
@@ -260,6 +263,7 @@ assume_role_arn: arn:aws:iam::123456789012:role/fleet-read
 retry_mode: adaptive
 states: [running, stopped]
 
+---
 # Local fleet: moto holds the instances, containers stand in for them; compose overrides
 # the wiring so Ansible reaches each container on its published loopback port.
 plugin: ec2_fleet

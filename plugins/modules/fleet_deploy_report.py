@@ -36,7 +36,7 @@ options:
     type: float
     required: true
   plan:
-    description: The planner's output, C({skipped: [...], batches: [[...], ...]}).
+    description: "The planner's output: a dict with C(skipped) (list of hosts) and C(batches) (list of lists of hosts)."
     type: dict
     required: true
   hosts:
