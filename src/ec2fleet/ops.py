@@ -22,6 +22,21 @@ PROXY_COMMAND = re.compile(r"ProxyCommand=(\"[^\"]*\"|'[^']*'|\S+)")
 PROXY_JUMP = re.compile(r"ProxyJump=(?:(?P<user>[^@\s'\"]+)@)?(?P<host>[^:\s'\"]+)(?::(?P<port>\d+))?")
 
 
+def plain(value):
+    """Inventory JSON with ansible-core 2.19's trust markers removed.
+
+    `ansible-inventory --list` writes strings that came from an inventory plugin as
+    {"__ansible_unsafe": "..."} (untrusted data, so the output can be re-read as an inventory
+    script without losing that); callers that only read values need the plain strings."""
+    if isinstance(value, dict):
+        if set(value) == {"__ansible_unsafe"}:
+            return value["__ansible_unsafe"]
+        return {key: plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [plain(item) for item in value]
+    return value
+
+
 @dataclass
 class Host:
     name: str
@@ -63,7 +78,7 @@ class Inventory:
         )
         if out.returncode != 0:
             raise SystemExit(f"inventory {source} failed:\n{out.stderr.strip()}")
-        data = json.loads(out.stdout)
+        data = plain(json.loads(out.stdout))
         hostvars = data.get("_meta", {}).get("hostvars", {})
         membership: dict[str, list[str]] = {}
 
@@ -146,8 +161,13 @@ def target_health(hosts: list[Host]) -> dict[str, str]:
     return {iid: ",".join(states) for iid, states in health.items()}
 
 
+def status_order(host: Host) -> tuple[str, str]:
+    """Status table order: by ASG (hosts outside any ASG first), then by name."""
+    return (str(host.vars.get("asg_name") or ""), host.name)
+
+
 def status_rows(inv: Inventory, app_name: str = "sampleapp") -> list[dict]:
-    hosts = sorted(inv.hosts.values(), key=lambda h: (h.vars.get("asg_name") or "", h.name))
+    hosts = sorted(inv.hosts.values(), key=status_order)
     versions = run_parallel(hosts, f"basename \"$(readlink /opt/{app_name}/current 2>/dev/null)\" 2>/dev/null || true")
     health = target_health(hosts)
     rows = []

@@ -9,6 +9,8 @@ They are not collected by the default pytest run (they need a fleet)."""
 
 import pytest
 
+from ec2fleet.ops import plain
+
 
 @pytest.fixture
 def groups(host) -> list[str]:
@@ -16,19 +18,9 @@ def groups(host) -> list[str]:
     return host.ansible.get_variables().get("group_names", [])
 
 
-# Compatibility shim: ansible-core 2.19's `ansible-inventory --list` writes strings that came from
-# an inventory plugin as {"__ansible_unsafe": "..."} (they are untrusted data), and testinfra
-# 10.2.2's ansible backend expects plain strings. Unwrap them where testinfra reads the inventory.
-def _plain(value):
-    if isinstance(value, dict):
-        if set(value) == {"__ansible_unsafe"}:
-            return value["__ansible_unsafe"]
-        return {key: _plain(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_plain(item) for item in value]
-    return value
-
-
+# Compatibility shim: ansible-core 2.19's `ansible-inventory --list` marks strings from an
+# inventory plugin as {"__ansible_unsafe": "..."}, and testinfra 10.2.2's ansible backend expects
+# plain strings. Unwrap them (ec2fleet.ops.plain) where testinfra reads the inventory.
 def _patch_testinfra_inventory():
     from testinfra.utils import ansible_runner
 
@@ -37,7 +29,7 @@ def _patch_testinfra_inventory():
         return
 
     def get_ansible_inventory(*args, **kwargs):
-        return _plain(original(*args, **kwargs))
+        return plain(original(*args, **kwargs))
 
     get_ansible_inventory.__ec2fleet_unwrapped__ = True
     ansible_runner.get_ansible_inventory = get_ansible_inventory

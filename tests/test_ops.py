@@ -1,0 +1,54 @@
+"""The ops layer behind the Fabric tasks reads hosts from the real `ansible-inventory --list`
+of an ec2_fleet file (against the emulator): values must come out as plain strings, not
+ansible-core 2.19's {"__ansible_unsafe": ...} trust markers, whether the inventory was answered
+by AWS or by the plugin's cache."""
+
+from __future__ import annotations
+
+import pytest
+
+from ec2fleet import ops
+from inventory_fleet import add_asg, add_bastion, make_network, name_instances
+from inventory_support import cli_env, write_config
+
+
+def test_plain_unwraps_trust_markers_at_any_depth():
+    data = {"a": {"__ansible_unsafe": "web"}, "b": [{"__ansible_unsafe": "x"}, 1, None],
+            "c": {"d": {"__ansible_unsafe": "y"}, "e": {"__ansible_unsafe": "z", "other": 1}}}
+    assert ops.plain(data) == {"a": "web", "b": ["x", 1, None],
+                               "c": {"d": "y", "e": {"__ansible_unsafe": "z", "other": 1}}}
+
+
+@pytest.fixture
+def fleet_file(aws, tmp_path):
+    fleet = make_network("us-east-1")
+    add_bastion(fleet, "bastion-1")
+    ids = add_asg(fleet, "web", 3)
+    name_instances(fleet, ids, "web")
+    ids = add_asg(fleet, "api", 2, role="api")
+    name_instances(fleet, ids, "api")
+    path = write_config(tmp_path, {
+        "plugin": "ec2_fleet", "regions": ["us-east-1"], "cache": True,
+        "cache_plugin": "ansible.builtin.jsonfile", "cache_connection": str(tmp_path / "cache"),
+    })
+    return path
+
+
+@pytest.mark.parametrize("run", ["aws", "cache"])
+def test_inventory_hosts_have_plain_values_and_sort_for_status(fleet_file, run):
+    env = cli_env()
+    first = ops.Inventory(str(fleet_file), env)
+    inventory = ops.Inventory(str(fleet_file), env) if run == "cache" else first
+    assert len(inventory.hosts) == 6
+    for host in inventory.hosts.values():
+        for key in ("ansible_host", "ec2_instance_id", "ec2_availability_zone"):
+            assert isinstance(host.vars[key], str), (host.name, key, host.vars[key])
+    web = inventory.hosts["web-0001"]
+    assert web.vars["asg_name"] == "web"
+    assert "asg_web" in web.groups and "bastion" in inventory.hosts["bastion-1"].groups
+    # The status table's order: by ASG, then name (a non-ASG bastion first).
+    order = sorted(inventory.hosts.values(), key=ops.status_order)
+    assert [h.name for h in order] == ["bastion-1", "api-0001", "api-0002", "web-0001", "web-0002", "web-0003"]
+    assert [h.name for h in inventory.select("asg_api,bastion-1")] == ["api-0001", "api-0002", "bastion-1"]
+    with pytest.raises(SystemExit, match="no host or group matches 'nosuch'"):
+        inventory.select("nosuch")
