@@ -20,6 +20,7 @@ import pytest
 
 from ec2fleet import emulator
 from ec2fleet.localfleet import containers, control
+from ec2fleet.ops import plain
 
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
@@ -62,6 +63,14 @@ def versions(state) -> dict[str, str]:
 def lb_version(state) -> str:
     with urllib.request.urlopen(f"http://127.0.0.1:{state.data['lb_port']}/version", timeout=5) as resp:
         return json.loads(resp.read())["version"]
+
+
+def _names_by_instance(state) -> dict[str, str]:
+    """inventory hostname -> instance id, as the report names hosts."""
+    out = subprocess.run([str(VENV_BIN / "ansible-inventory"), "-i", INVENTORY, "--list"], cwd=REPO,
+                         env=env_of(state), capture_output=True, text=True, timeout=300, check=True).stdout
+    hostvars = plain(json.loads(out))["_meta"]["hostvars"]
+    return {name: hv.get("ec2_instance_id") for name, hv in hostvars.items()}
 
 
 def lock_value(state):
@@ -107,7 +116,7 @@ def clear_faults(state) -> None:
 def fleet():
     if control.exists():
         pytest.fail("a local fleet is already up: `tools/fleet down` first (the e2e tests use that fleet name)")
-    for version in ("1.0.0", "2.0.0", "3.0.0"):
+    for version in ("1.0.0", "2.0.0", "3.0.0", "4.0.0"):
         subprocess.run([str(REPO / "tools" / "build-release"), version], cwd=REPO, check=True, capture_output=True)
     try:
         state = control.up(size=SIZE)
@@ -222,6 +231,40 @@ def test_killed_mid_batch_then_rerun_completes(fleet):
     assert rerun.returncode == 0, rerun.stdout[-4000:]
     assert "interrupted run" in rerun.stdout
     assert set(versions(fleet).values()) == {"3.0.0"}
+    assert_fleet_at_rest(fleet)
+
+
+def test_failure_in_second_batch_keeps_first_and_rolls_back_only_the_failed_batch(fleet):
+    # Batches of one: canary, then two more. Once the canary is in Standby (so it is known), every
+    # other host gets a fault for 4.0.0: the second batch fails, the third must not start.
+    proc = subprocess.Popen([str(VENV_BIN / "ansible-playbook"), "-i", INVENTORY, "playbooks/deploy.yml",
+                             "-e", "app_version=4.0.0", "-e", "deploy_batch_size=1"], cwd=REPO, env=env_of(fleet),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    canary = None
+    try:
+        deadline = time.monotonic() + 600
+        while canary is None and time.monotonic() < deadline:
+            canary = next((i["InstanceId"] for i in web_instances(fleet) if i["LifecycleState"] == "Standby"), None)
+            assert canary or proc.poll() is None, "the deploy ended before the canary entered Standby"
+            time.sleep(0.3)
+        assert canary, "no canary entered Standby"
+        for inst in web_instances(fleet):
+            if inst["InstanceId"] != canary:
+                add_fault(fleet, inst["InstanceId"], "4.0.0")
+        out, _ = proc.communicate(timeout=1500)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        clear_faults(fleet)
+    assert proc.returncode != 0, out[-3000:]
+    report = latest_report("4.0.0")
+    assert report["result"] == "failed"
+    assert [b["state"] for b in report["batches"]] == ["deployed", "rolled_back", "not_started"], report["batches"]
+    assert [h["host"] for h in report["batches"][0]["hosts"]] == [
+        h for h, v in _names_by_instance(fleet).items() if v == canary]
+    after = versions(fleet)
+    assert after.pop(canary) == "4.0.0"
+    assert set(after.values()) == {"3.0.0"}, after
     assert_fleet_at_rest(fleet)
 
 
