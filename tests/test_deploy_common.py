@@ -13,15 +13,25 @@ import yaml
 from deploy_support import REPO, import_plugin
 
 MODULES = ["fleet_deploy_lock", "fleet_asg_processes", "fleet_asg_standby", "fleet_target_wait"]
+# Every module that calls AWS documents its connection options through the one fragment.
+AWS_MODULES = [*MODULES, "fleet_sg_audit"]
+
+
+def _docstrings(path, names):
+    found = {}
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
+            if node.targets[0].id in names:
+                found[node.targets[0].id] = yaml.safe_load(node.value.value)
+    return found
 
 
 def doc_of(name):
-    tree = ast.parse((REPO / "plugins" / "modules" / f"{name}.py").read_text())
-    found = {}
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
-            if node.targets[0].id in ("DOCUMENTATION", "EXAMPLES", "RETURN"):
-                found[node.targets[0].id] = yaml.safe_load(node.value.value)
+    """The module's documentation with its fragments' options merged in, as ansible-doc shows it."""
+    found = _docstrings(REPO / "plugins" / "modules" / f"{name}.py", ("DOCUMENTATION", "EXAMPLES", "RETURN"))
+    for fragment in found["DOCUMENTATION"].get("extends_documentation_fragment", []):
+        extra = _docstrings(REPO / "plugins" / "doc_fragments" / f"{fragment}.py", ("DOCUMENTATION",))
+        found["DOCUMENTATION"]["options"].update(extra["DOCUMENTATION"]["options"])
     return found
 
 
@@ -29,7 +39,7 @@ def spec_of(name):
     return import_plugin(f"plugins/modules/{name}.py", f"{name}_spec_under_test").ARGUMENT_SPEC
 
 
-@pytest.mark.parametrize("name", MODULES)
+@pytest.mark.parametrize("name", AWS_MODULES)
 def test_ansible_doc_renders(name):
     out = subprocess.run([str(REPO / ".venv" / "bin" / "ansible-doc"), "-M", "plugins/modules", name],
                          cwd=REPO, capture_output=True, text=True, timeout=120)
@@ -58,9 +68,23 @@ def test_documentation_matches_the_argument_spec(name):
 @pytest.mark.parametrize("name", MODULES)
 def test_common_aws_options_are_the_shared_ones(name):
     spec = spec_of(name)  # importing the module imports its module_utils
-    utils = sys.modules["ansible.module_utils.fleet_deploy"]
+    utils = sys.modules["ansible.module_utils.fleet_aws"]
     for option, rule in utils.AWS_ARGUMENT_SPEC.items():
         assert spec[option] == rule, option
+
+
+@pytest.mark.parametrize("name", AWS_MODULES)
+def test_aws_options_documented_once_in_the_fragment(name):
+    docs = _docstrings(REPO / "plugins" / "modules" / f"{name}.py", ("DOCUMENTATION",))["DOCUMENTATION"]
+    assert docs.get("extends_documentation_fragment") == ["fleet_aws"]
+    assert not {"region", "profile", "endpoint_url"} & set(docs["options"])
+    fragment = doc_of(name)["DOCUMENTATION"]["options"]
+    utils_spec = import_plugin("plugins/module_utils/fleet_aws.py", "fleet_aws_fragment_check").AWS_ARGUMENT_SPEC
+    for option, rule in utils_spec.items():
+        assert fragment[option]["type"] == rule["type"], option
+        assert fragment[option].get("default") == rule.get("default"), option
+        assert fragment[option].get("aliases", []) == rule.get("aliases", []), option
+        assert sorted(fragment[option].get("choices") or []) == sorted(rule.get("choices") or []), option
 
 
 @pytest.mark.parametrize("name", MODULES)

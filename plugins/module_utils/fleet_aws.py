@@ -74,6 +74,16 @@ DEFAULT_RETRY_MODE = "standard"
 DEFAULT_MAX_ATTEMPTS = 10
 DEFAULT_ROLE_SESSION_NAME = "ec2fleet"
 
+# The AWS options every fleet_* module takes (documented once in plugins/doc_fragments/fleet_aws.py).
+AWS_ARGUMENT_SPEC = {
+    "region": {"type": "str", "aliases": ["aws_region"]},
+    "profile": {"type": "str", "aliases": ["aws_profile"]},
+    "endpoint_url": {"type": "str", "aliases": ["aws_endpoint_url"]},
+    "assume_role_arn": {"type": "str"},
+    "retry_mode": {"type": "str", "default": DEFAULT_RETRY_MODE, "choices": list(RETRY_MODES)},
+    "max_attempts": {"type": "int", "default": DEFAULT_MAX_ATTEMPTS},
+}
+
 # Error codes that mean "these credentials may not do this": never retried, reported as such.
 ACCESS_DENIED_CODES = frozenset(
     {

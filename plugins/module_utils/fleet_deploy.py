@@ -13,25 +13,14 @@ from __future__ import annotations
 import time
 
 from ansible.module_utils.fleet_aws import (
+    AWS_ARGUMENT_SPEC,
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_RETRY_MODE,
     FLEET_AWS_ERRORS,
-    RETRY_MODES,
     FleetAWSError,
     fleet_clients,
     format_aws_error,
 )
-
-# The AWS options every deploy module takes, with the same names, types and defaults. Each
-# module's DOCUMENTATION repeats them (tests/test_deploy_common.py checks they agree).
-AWS_ARGUMENT_SPEC = {
-    "region": {"type": "str", "aliases": ["aws_region"]},
-    "profile": {"type": "str", "aliases": ["aws_profile"]},
-    "endpoint_url": {"type": "str", "aliases": ["aws_endpoint_url"]},
-    "assume_role_arn": {"type": "str"},
-    "retry_mode": {"type": "str", "default": DEFAULT_RETRY_MODE, "choices": list(RETRY_MODES)},
-    "max_attempts": {"type": "int", "default": DEFAULT_MAX_ATTEMPTS},
-}
 
 # Target health states (elbv2 DescribeTargetHealth).
 HEALTHY = "healthy"

@@ -26,6 +26,8 @@ description:
     would change, calls nothing that changes, does not wait).
 version_added: "0.1.0"
 author: ec2-fleet
+extends_documentation_fragment:
+  - fleet_aws
 options:
   instance_id:
     description: The EC2 instance ID.
@@ -61,37 +63,9 @@ options:
     description: Seconds between two polls.
     type: float
     default: 5
-  region:
-    description: AWS region; default from the environment or profile (C(AWS_REGION)).
-    type: str
-    aliases: [aws_region]
-  profile:
-    description: Named AWS profile from the shared config/credentials files.
-    type: str
-    aliases: [aws_profile]
-  endpoint_url:
-    description: AWS API endpoint override (default C(AWS_ENDPOINT_URL), else AWS).
-    type: str
-    aliases: [aws_endpoint_url]
-  assume_role_arn:
-    description: IAM role to assume (through STS) before calling AWS.
-    type: str
-  retry_mode:
-    description: botocore retry mode (throttling backs off instead of failing).
-    type: str
-    choices: [standard, adaptive, legacy]
-    default: standard
-  max_attempts:
-    description: Maximum attempts per API call, retries included.
-    type: int
-    default: 10
-requirements:
-  - boto3
-  - botocore
 notes:
   - The AWS API emulator used in the tests (moto) does not deregister Standby instances from
     target groups; the local fleet's controller stands in for that behaviour there.
-  - Every AWS client comes from the project's C(fleet_aws) module_utils.
 """
 
 EXAMPLES = r"""

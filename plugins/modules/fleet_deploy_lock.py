@@ -37,6 +37,8 @@ description:
   - Runs on the controller (delegate the task to C(localhost), C(run_once)); supports check mode.
 version_added: "0.1.0"
 author: ec2-fleet
+extends_documentation_fragment:
+  - fleet_aws
 options:
   name:
     description: Name of the SSM parameter. Default C(/<app>/<env>/deploy-lock) from O(app) and O(env).
@@ -92,37 +94,9 @@ options:
     type: str
     choices: [Standard, Advanced]
     default: Standard
-  region:
-    description: AWS region; default from the environment or profile (C(AWS_REGION)).
-    type: str
-    aliases: [aws_region]
-  profile:
-    description: Named AWS profile from the shared config/credentials files.
-    type: str
-    aliases: [aws_profile]
-  endpoint_url:
-    description: AWS API endpoint override (default C(AWS_ENDPOINT_URL), else AWS).
-    type: str
-    aliases: [aws_endpoint_url]
-  assume_role_arn:
-    description: IAM role to assume (through STS) before calling AWS.
-    type: str
-  retry_mode:
-    description: botocore retry mode (throttling backs off instead of failing).
-    type: str
-    choices: [standard, adaptive, legacy]
-    default: standard
-  max_attempts:
-    description: Maximum attempts per API call, retries included.
-    type: int
-    default: 10
-requirements:
-  - boto3
-  - botocore
 notes:
   - Needs C(ssm:GetParameter), C(ssm:PutParameter), C(ssm:DeleteParameter) and
     C(ssm:GetParameterHistory) on the parameter.
-  - Every AWS client comes from the project's C(fleet_aws) module_utils.
 """
 
 EXAMPLES = r"""

@@ -21,6 +21,8 @@ description:
     would change).
 version_added: "0.1.0"
 author: ec2-fleet
+extends_documentation_fragment:
+  - fleet_aws
 options:
   bastion_group_ids:
     description: Security groups of the bastion. With O(bastion_instance_filters) the groups of the
@@ -56,34 +58,6 @@ options:
     description: Revoke offending permissions and add missing ones.
     type: bool
     default: false
-  region:
-    description: AWS region; default from the environment or profile (C(AWS_REGION)).
-    type: str
-    aliases: [aws_region]
-  profile:
-    description: Named AWS profile from the shared config/credentials files.
-    type: str
-    aliases: [aws_profile]
-  endpoint_url:
-    description: AWS API endpoint override (default C(AWS_ENDPOINT_URL), else AWS).
-    type: str
-    aliases: [aws_endpoint_url]
-  assume_role_arn:
-    description: IAM role to assume (through STS) before calling AWS.
-    type: str
-  retry_mode:
-    description: botocore retry mode (throttling backs off instead of failing).
-    type: str
-    choices: [standard, adaptive, legacy]
-    default: standard
-  max_attempts:
-    description: Maximum attempts per API call, retries included.
-    type: int
-    default: 10
-notes:
-  - Every AWS client comes from the project's C(fleet_aws) module_utils.
-requirements:
-  - boto3
 """
 
 EXAMPLES = r"""
@@ -141,11 +115,11 @@ import ipaddress
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.fleet_aws import (
+    AWS_ARGUMENT_SPEC,
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_RETRY_MODE,
     FLEET_AWS_ERRORS,
     HAS_BOTO3,
-    RETRY_MODES,
     FleetAWSError,
     fleet_clients,
     format_aws_error,
@@ -371,12 +345,7 @@ def main():
             "admin_cidrs": {"type": "list", "elements": "str", "required": True},
             "ssh_port": {"type": "int", "default": 22},
             "enforce": {"type": "bool", "default": False},
-            "region": {"type": "str", "aliases": ["aws_region"]},
-            "profile": {"type": "str", "aliases": ["aws_profile"]},
-            "endpoint_url": {"type": "str", "aliases": ["aws_endpoint_url"]},
-            "assume_role_arn": {"type": "str"},
-            "retry_mode": {"type": "str", "default": DEFAULT_RETRY_MODE, "choices": list(RETRY_MODES)},
-            "max_attempts": {"type": "int", "default": DEFAULT_MAX_ATTEMPTS},
+            **AWS_ARGUMENT_SPEC,
         },
         supports_check_mode=True,
     )
