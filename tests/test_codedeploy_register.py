@@ -97,3 +97,24 @@ def test_desired_group_and_difference_detection():
         module_utils_pkg.__path__.remove(utils)
     assert desired["deploymentStyle"]["deploymentOption"] == "WITH_TRAFFIC_CONTROL"
     assert desired["autoRollbackConfiguration"] == {"enabled": False, "events": []}
+
+
+def test_instance_profile_policy_grants_what_the_agent_calls(aws):
+    import json
+
+    text = (REPO / "roles" / "codedeploy_agent" / "files" / "iam-policy.json").read_text()
+    policy = json.loads(text)
+    allowed = {(action, statement["Resource"]) for statement in policy["Statement"] if statement["Effect"] == "Allow"
+               for action in statement["Action"]}
+    actions = {action for action, _ in allowed}
+    # The agent's command channel (checked by IAM when :enable_auth_policy: is on).
+    assert {f"codedeploy-commands-secure:{name}" for name in
+            ("GetDeploymentSpecification", "PollHostCommand", "PutHostCommandAcknowledgement",
+             "PutHostCommandComplete")} <= actions
+    # Releases come from the role's own package bucket pattern; no write to S3 at all.
+    assert ("s3:GetObject", "arn:aws:s3:::aws-codedeploy-*/*") in allowed
+    assert not {a for a in actions if a.startswith("s3:") and not a.startswith("s3:Get")}
+    defaults = (REPO / "roles" / "codedeploy_agent" / "defaults" / "main.yml").read_text()
+    assert "https://aws-codedeploy-{{ codedeploy_agent_region }}" in defaults
+    created = boto3.client("iam").create_policy(PolicyName="codedeploy-agent", PolicyDocument=text)
+    assert created["Policy"]["PolicyName"] == "codedeploy-agent"
