@@ -9,6 +9,8 @@
 4. Times the same second run under stock Ansible settings: an ansible.cfg that only tells Ansible
    where the project's roles and plugins are (forks 5, no pipelining, Ansible's default
    ControlPersist 60s, no fact cache, implicit gathering, default strategy).
+   Before every timed run the SSH control masters an earlier run left are closed, so no run
+   rides on another's connections.
 5. With --mitogen: the second run again with Mitogen's strategy (installed into a scratch
    directory, not into the project's venv); the project keeps it only if it wins and stays correct.
 
@@ -45,9 +47,17 @@ enable_plugins = ec2_fleet
 """
 
 
+def close_ssh_masters() -> None:
+    """Every timed run opens its own SSH connections: both settings use Ansible's control_path_dir,
+    so a master the previous run left behind (ControlPersist) would otherwise serve the next one."""
+    for sock in (Path.home() / ".ansible" / "cp").glob("*"):
+        subprocess.run(["ssh", "-O", "exit", "-o", f"ControlPath={sock}", "bench"], capture_output=True)
+
+
 def run_site(state, cfg: Path, label: str, extra_env: dict | None = None) -> dict:
     env = {**os.environ, **state.env(), "ANSIBLE_CONFIG": str(cfg), "ANSIBLE_FORCE_COLOR": "0",
            "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}", **(extra_env or {})}
+    close_ssh_masters()
     start = time.monotonic()
     proc = subprocess.run([str(VENV_BIN / "ansible-playbook"), "-i", "inventory/local.ec2_fleet.yml",
                            "playbooks/site.yml"], cwd=REPO, env=env, capture_output=True, text=True)
