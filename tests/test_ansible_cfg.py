@@ -1,0 +1,62 @@
+"""ansible.cfg as Ansible itself reads it (ansible-config dump), not as text: the operator settings
+the foundation promises are in effect."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+ANSIBLE_CONFIG_BIN = Path(sys.executable).parent / "ansible-config"
+
+
+def dump(*args: str):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
+    env["ANSIBLE_CONFIG"] = str(REPO / "ansible.cfg")
+    out = subprocess.run([str(ANSIBLE_CONFIG_BIN), "dump", "--format", "json", *args], cwd=REPO, env=env,
+                         capture_output=True, text=True, check=True).stdout
+    return json.loads(out)
+
+
+@pytest.fixture(scope="module")
+def general() -> dict:
+    return {item["name"]: item["value"] for item in dump() if "name" in item}
+
+
+@pytest.fixture(scope="module")
+def ssh() -> dict:
+    plugins = dump("-t", "connection")
+    settings = next(entry["ssh"] for entry in plugins if "ssh" in entry)
+    return {item["name"]: item["value"] for item in settings}
+
+
+def test_inventory_parse_failures_are_fatal_and_ec2_fleet_is_enabled(general):
+    assert general["INVENTORY_ANY_UNPARSED_IS_FAILED"] is True
+    assert general["INVENTORY_UNPARSED_IS_FAILED"] is True
+    assert "ec2_fleet" in general["INVENTORY_ENABLED"]
+
+
+def test_operator_defaults(general):
+    assert general["RETRY_FILES_ENABLED"] is False
+    assert general["DEFAULT_FORKS"] >= 20
+    assert general["DEFAULT_GATHERING"] == "smart"
+    assert general["CACHE_PLUGIN"] == "jsonfile" and general["CACHE_PLUGIN_TIMEOUT"] > 0
+    assert general["HOST_KEY_CHECKING"] is True
+    assert {"ansible.posix.profile_tasks", "ansible.posix.timer"} <= set(general["CALLBACKS_ENABLED"])
+
+
+def test_ssh_reuses_connections_and_rides_out_a_bastion_burst(ssh):
+    assert ssh["pipelining"] is True
+    args = ssh["ssh_args"]
+    assert "ControlMaster=auto" in args and "ControlPersist=" in args
+    assert "StrictHostKeyChecking=accept-new" in args
+    # Ansible pauses 2**attempt - 1 seconds between tries; the bastion drops part of a burst
+    # beyond MaxStartups' start (10) until earlier handshakes finish: the retries must span
+    # more than a few seconds, not retry into the same burst.
+    pauses = [min(2 ** attempt - 1, 30) for attempt in range(ssh["reconnection_retries"])]
+    assert sum(pauses) >= 20, pauses
