@@ -106,7 +106,9 @@ def main() -> int:
     state = control.up(size=args.size)
     if not state.read_flag("converged"):
         print("converging the fleet on 1.0.0 (site.yml)...", flush=True)
+        began = time.monotonic()
         proc = playbook(state, "playbooks/site.yml")
+        print(f"converged in {time.monotonic() - began:.1f}s (rc={proc.returncode})", flush=True)
         if proc.returncode != 0:
             print(proc.stdout[-3000:])
             return 1

@@ -5,9 +5,11 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import subprocess
 import tarfile
 import zipfile
+from pathlib import Path
 
 import pytest
 from app_support import REPO, build_release
@@ -55,3 +57,34 @@ def test_rejects_non_canonical_versions(version, tmp_path):
     assert result.returncode == 2
     assert "invalid version" in result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_existing_release_is_kept_unless_rebuilt(tmp_path):
+    # Hosts refuse a version whose bytes changed, so building an existing version again must not
+    # replace it (the git commit and build time inside would differ).
+    def build(*extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run([str(REPO / "tools" / "build-release"), "7.0.0", "--dist", str(tmp_path), *extra],
+                              capture_output=True, text=True, env={**os.environ, "SOURCE_DATE_EPOCH": epoch})
+
+    epoch = "1700000000"
+    first = build()
+    assert first.returncode == 0, first.stderr
+    artifact = Path(first.stdout.strip())
+    original = artifact.read_bytes()
+
+    epoch = "1800000000"
+    again = build()
+    assert again.returncode == 0 and "already built" in again.stderr
+    assert Path(again.stdout.strip()) == artifact and artifact.read_bytes() == original
+
+    # A checksum file that does not match (e.g. an interrupted build) is not trusted: rebuilt.
+    checksum = artifact.with_name(artifact.name + ".sha256")
+    checksum.write_text("0" * 64 + f"  {artifact.name}\n")
+    assert build().returncode == 0 and artifact.read_bytes() != original
+
+    rebuilt_once = artifact.read_bytes()
+    epoch = "1900000000"
+    forced = build("--rebuild")
+    assert forced.returncode == 0 and "already built" not in forced.stderr
+    assert artifact.read_bytes() != rebuilt_once
+    assert checksum.read_text().split()[0] == hashlib.sha256(artifact.read_bytes()).hexdigest()
