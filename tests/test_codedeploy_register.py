@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import boto3
 import pytest
 from doubles.harness import REPO, run_playbook
@@ -100,8 +102,6 @@ def test_desired_group_and_difference_detection():
 
 
 def test_instance_profile_policy_grants_what_the_agent_calls(aws):
-    import json
-
     text = (REPO / "roles" / "codedeploy_agent" / "files" / "iam-policy.json").read_text()
     policy = json.loads(text)
     allowed = {(action, statement["Resource"]) for statement in policy["Statement"] if statement["Effect"] == "Allow"
