@@ -744,7 +744,8 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         return hostvars
 
     def _populate(self, rows):
-        """Instances -> hosts, groups and vars in the inventory; returns the cacheable result."""
+        """Instances -> hosts, groups and vars in the inventory; returns the cacheable result
+        (None when caching is off)."""
         rows.sort(key=lambda row: row[1]["InstanceId"])
         default_groups = set(self.get_option("default_groups"))
         bastion_key, bastion_value = self.get_option("bastion_tag_key"), self.get_option("bastion_tag_value")
@@ -802,7 +803,8 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             for name in members:
                 inventory.add_child(group, name)
         self._construct(hosts)
-        return self._snapshot(hosts)
+        # The snapshot (a JSON round trip of every host's vars) only feeds the cache.
+        return self._snapshot(hosts) if self.get_option("cache") else None
 
     def _wire_connections(self, hosts):
         mode = self.get_option("ssh_via_bastion")

@@ -149,8 +149,14 @@ class MotoServer:
             self.port = free_port(self.host)
         self.log_path = state_dir() / f"moto-{self.port}.log"
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child process
+        # moto's server with a constant-time tag lookup (ec2fleet/moto_server.py says why); the
+        # child finds this package even when the caller put it on sys.path by hand.
+        package_root = str(Path(__file__).resolve().parents[1])
+        child_env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+            p for p in (package_root, os.environ.get("PYTHONPATH")) if p)}
         proc = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(self.port)],
+            [sys.executable, "-m", "ec2fleet.moto_server", "-H", self.host, "-p", str(self.port)],
+            env=child_env,
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
