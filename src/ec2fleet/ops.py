@@ -13,8 +13,12 @@ import re
 import shlex
 import subprocess
 import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from paramiko.ssh_exception import SSHException
 
 from ec2fleet.aws import REPO, fleet_aws
 
@@ -121,27 +125,53 @@ def connection(host: Host):
                       gateway=gateway, connect_timeout=15)
 
 
-def run_parallel(hosts: list[Host], command: str, sudo: bool = False) -> dict[str, tuple[int, str]]:
-    """Run one shell command on many hosts at once (Fabric ThreadingGroup); host -> (code, output)."""
-    from fabric import ThreadingGroup
-    from fabric.exceptions import GroupException
+# Every host is a new SSH connection through the bastion, whose sshd (CIS MaxStartups 10:30:60)
+# drops handshakes beyond 10 unauthenticated connections: at most this many connect at once.
+PARALLEL_CONNECTIONS = 8
+# A connection that fails before the command runs is tried again after 1 and 3 s (Ansible's ssh
+# retries back off the same way); a command is never run twice.
+CONNECT_ATTEMPTS = 3
 
-    conns = {connection(h): h.name for h in hosts}
-    group = ThreadingGroup.from_connections(list(conns))
-    runner = group.sudo if sudo else group.run
-    try:
-        results = runner(command, hide=True, warn=True, timeout=300)
-    except GroupException as exc:
-        results = exc.result
-    answers = {}
-    for conn, result in results.items():
-        if isinstance(result, Exception):
-            answers[conns[conn]] = (255, f"{type(result).__name__}: {result}")
-        else:
-            answers[conns[conn]] = (result.exited, (result.stdout + result.stderr).strip())
-    for conn in conns:
-        conn.close()
-    return answers
+
+def _pause(seconds: float) -> None:
+    time.sleep(seconds)
+
+
+def _connect(conn, attempts: int = CONNECT_ATTEMPTS) -> Exception | None:
+    """Open the connection, retrying connection-level failures; the last error, or None."""
+    error = None
+    for attempt in range(attempts):
+        if attempt:
+            _pause(2 ** attempt - 1)
+        try:
+            conn.open()
+            return None
+        except (OSError, EOFError, SSHException) as exc:  # socket, proxy command or handshake failure
+            error = exc
+            conn.close()
+    return error
+
+
+def run_parallel(hosts: list[Host], command: str, sudo: bool = False,
+                 workers: int = PARALLEL_CONNECTIONS) -> dict[str, tuple[int, str]]:
+    """Run one shell command on many hosts, a bounded number at a time; host -> (code, output)."""
+
+    def one(host: Host) -> tuple[int, str]:
+        conn = connection(host)
+        try:
+            error = _connect(conn)
+            if error is not None:
+                return 255, f"{type(error).__name__}: {error}"
+            try:
+                result = (conn.sudo if sudo else conn.run)(command, hide=True, warn=True, timeout=300)
+            except Exception as exc:  # noqa: BLE001 - reported per host, like a failed command
+                return 255, f"{type(exc).__name__}: {exc}"
+            return result.exited, (result.stdout + result.stderr).strip()
+        finally:
+            conn.close()
+
+    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="fleet-ops") as pool:
+        return dict(zip([h.name for h in hosts], pool.map(one, hosts)))
 
 
 def target_health(hosts: list[Host]) -> dict[str, str]:
