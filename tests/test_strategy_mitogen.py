@@ -5,6 +5,7 @@ that says what to do."""
 
 from __future__ import annotations
 
+import configparser
 import json
 import os
 import subprocess
@@ -62,14 +63,21 @@ def test_default_strategy_is_mitogen_from_the_repo():
     assert str(REPO / "plugins" / "strategy") in [str(Path(p)) for p in settings["DEFAULT_STRATEGY_PLUGIN_PATH"]]
 
 
-def test_ssh_names_its_control_path_so_mitogen_shares_the_connections():
-    out = subprocess.run([str(BIN / "ansible-config"), "dump", "--format", "json", "-t", "connection"], cwd=REPO,
-                         env=project_env(), capture_output=True, text=True, check=True).stdout
-    ssh = next(entry["ssh"] for entry in json.loads(out) if "ssh" in entry)
-    args = next(item["value"] for item in ssh if item["name"] == "ssh_args")
+def test_playbooks_name_the_control_path_so_mitogen_shares_the_connections():
+    ssh_vars = yaml.safe_load((PLAYBOOKS / "group_vars" / "all" / "ssh.yml").read_text())
     # One socket per local host, remote host, port and user (%C), in a directory every Ansible
     # command creates (ssh cannot create a missing one and then fails the connection).
-    assert "ControlPath=~/.ansible/tmp/cp-%C" in args.split()
+    assert ssh_vars["ansible_ssh_extra_args"].split() == ["-o", "ControlPath=~/.ansible/tmp/cp-%C"]
+
+
+def test_ansible_cfg_reads_with_configparser_interpolation():
+    # testinfra's ansible backend (tools/fleet smoke) reads ansible.cfg with configparser's
+    # interpolation: a bare '%' (such as ssh's %C) anywhere in it breaks every smoke test.
+    config = configparser.ConfigParser()
+    config.read(REPO / "ansible.cfg")
+    for section in config.sections():
+        for key in config[section]:
+            config.get(section, key)
 
 
 def test_tasks_run_in_one_persistent_interpreter_under_mitogen(tmp_path):
