@@ -3,6 +3,7 @@ the foundation promises are in effect."""
 
 from __future__ import annotations
 
+import configparser
 import json
 import os
 import subprocess
@@ -60,3 +61,18 @@ def test_ssh_reuses_connections_and_rides_out_a_bastion_burst(ssh):
     # more than a few seconds, not retry into the same burst.
     pauses = [min(2 ** attempt - 1, 30) for attempt in range(ssh["reconnection_retries"])]
     assert sum(pauses) >= 20, pauses
+
+
+def test_default_strategy_is_mitogen_from_the_repo(general):
+    assert general["DEFAULT_STRATEGY"] == "mitogen_linear"
+    assert str(REPO / "plugins" / "strategy") in [str(Path(p)) for p in general["DEFAULT_STRATEGY_PLUGIN_PATH"]]
+
+
+def test_ansible_cfg_reads_with_configparser_interpolation():
+    # testinfra's ansible backend (tools/fleet smoke) reads ansible.cfg with configparser's
+    # interpolation: a bare '%' (such as ssh's %C) anywhere in it breaks every smoke test.
+    config = configparser.ConfigParser()
+    config.read(REPO / "ansible.cfg")
+    for section in config.sections():
+        for key in config[section]:
+            config.get(section, key)

@@ -12,10 +12,9 @@ import boto3
 import pytest
 
 from ec2fleet import moto_server
+from inventory_fleet import AMI
 
 pytestmark = pytest.mark.emulator
-
-AMI = "ami-12c6146b"
 
 
 def scanned_tags(ec2, resource_id):

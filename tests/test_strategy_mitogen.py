@@ -1,11 +1,10 @@
-"""The project's default strategy (ansible.cfg: mitogen_linear, plugins/strategy/): it is in
-effect, it really runs tasks through Mitogen, every playbook reaches fleet hosts over stock SSH
-before a Mitogen play touches them, and without the mitogen package a run stops with a message
-that says what to do."""
+"""The project's default strategy (ansible.cfg: mitogen_linear, plugins/strategy/; the setting
+itself is checked in test_ansible_cfg.py): it really runs tasks through Mitogen, every playbook
+reaches fleet hosts over stock SSH before a Mitogen play touches them, and without the mitogen
+package a run stops with a message that says what to do."""
 
 from __future__ import annotations
 
-import configparser
 import json
 import os
 import subprocess
@@ -55,29 +54,11 @@ def parents_of_two_tasks(tmp_path, **env) -> list:
     return result["plays"][0]["tasks"][-1]["hosts"]["localhost"]["msg"]
 
 
-def test_default_strategy_is_mitogen_from_the_repo():
-    out = subprocess.run([str(BIN / "ansible-config"), "dump", "--format", "json"], cwd=REPO, env=project_env(),
-                         capture_output=True, text=True, check=True).stdout
-    settings = {item["name"]: item["value"] for item in json.loads(out) if "name" in item}
-    assert settings["DEFAULT_STRATEGY"] == "mitogen_linear"
-    assert str(REPO / "plugins" / "strategy") in [str(Path(p)) for p in settings["DEFAULT_STRATEGY_PLUGIN_PATH"]]
-
-
 def test_playbooks_name_the_control_path_so_mitogen_shares_the_connections():
     ssh_vars = yaml.safe_load((PLAYBOOKS / "group_vars" / "all" / "ssh.yml").read_text())
     # One socket per local host, remote host, port and user (%C), in a directory every Ansible
     # command creates (ssh cannot create a missing one and then fails the connection).
     assert ssh_vars["ansible_ssh_extra_args"].split() == ["-o", "ControlPath=~/.ansible/tmp/cp-%C"]
-
-
-def test_ansible_cfg_reads_with_configparser_interpolation():
-    # testinfra's ansible backend (tools/fleet smoke) reads ansible.cfg with configparser's
-    # interpolation: a bare '%' (such as ssh's %C) anywhere in it breaks every smoke test.
-    config = configparser.ConfigParser()
-    config.read(REPO / "ansible.cfg")
-    for section in config.sections():
-        for key in config[section]:
-            config.get(section, key)
 
 
 def test_tasks_run_in_one_persistent_interpreter_under_mitogen(tmp_path):

@@ -5,7 +5,7 @@ every tag of the region through regular expressions (``TagBackend.describe_tags`
 ``resource-id`` filter), so one DescribeInstances of 1,000 instances costs several seconds and
 grows with the square of the fleet. Real EC2 has no such cost. The lookup below reads the
 resource's own tags from the same table instead: the same tags, in the same order, in the same
-shape; only the scan is gone (tests/test_emulator.py compares both). Nothing else of moto changes.
+shape; only the scan is gone (tests/test_emulator_tag_index.py compares both). Nothing else of moto changes.
 
     python -m ec2fleet.moto_server -H 127.0.0.1 -p PORT     (what MotoServer.start() runs)
 """

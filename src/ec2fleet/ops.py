@@ -137,10 +137,10 @@ def _pause(seconds: float) -> None:
     time.sleep(seconds)
 
 
-def _connect(conn, attempts: int = CONNECT_ATTEMPTS) -> Exception | None:
+def _connect(conn) -> Exception | None:
     """Open the connection, retrying connection-level failures; the last error, or None."""
     error = None
-    for attempt in range(attempts):
+    for attempt in range(CONNECT_ATTEMPTS):
         if attempt:
             _pause(2 ** attempt - 1)
         try:
@@ -152,8 +152,7 @@ def _connect(conn, attempts: int = CONNECT_ATTEMPTS) -> Exception | None:
     return error
 
 
-def run_parallel(hosts: list[Host], command: str, sudo: bool = False,
-                 workers: int = PARALLEL_CONNECTIONS) -> dict[str, tuple[int, str]]:
+def run_parallel(hosts: list[Host], command: str, sudo: bool = False) -> dict[str, tuple[int, str]]:
     """Run one shell command on many hosts, a bounded number at a time; host -> (code, output)."""
 
     def one(host: Host) -> tuple[int, str]:
@@ -170,7 +169,7 @@ def run_parallel(hosts: list[Host], command: str, sudo: bool = False,
         finally:
             conn.close()
 
-    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="fleet-ops") as pool:
+    with ThreadPoolExecutor(max_workers=PARALLEL_CONNECTIONS, thread_name_prefix="fleet-ops") as pool:
         return dict(zip([h.name for h in hosts], pool.map(one, hosts)))
 
 
