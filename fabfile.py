@@ -23,13 +23,15 @@ import time
 import urllib.request
 from pathlib import Path
 
+import yaml
 from fabric import task
 
-from ec2fleet import ops
+from ec2fleet import ops, progress
 from ec2fleet.localfleet import control
 
 REPO = Path(__file__).resolve().parent
 LOCAL_INVENTORY = "inventory/local.ec2_fleet.yml"
+LOCAL_GROUP_VARS = "inventory/group_vars/env_local.yml"
 VENV_BIN = Path(sys.executable).parent
 
 
@@ -53,17 +55,26 @@ def _inventory(inventory: str) -> ops.Inventory:
 
 def _playbook(c, inventory: str, playbook: str, extra: str = "") -> None:
     env = _env_for(inventory)
-    cmd = f"ansible-playbook -i {shlex.quote(inventory)} {shlex.quote(playbook)} {extra}".strip()
-    print(f"fleet: {cmd}", flush=True)
-    with c.cd(str(REPO)):
-        c.run(cmd, env=env, pty=False, echo=False)
+    if sys.stdout.isatty():  # its output goes through a pipe now; keep a terminal's colours
+        env.setdefault("ANSIBLE_FORCE_COLOR", "1")
+    cmd = ["ansible-playbook", "-i", inventory, playbook, *shlex.split(extra)]
+    progress.phase(f"fleet: converge: {shlex.join(cmd)}")
+    code = progress.stream(cmd, cwd=REPO, env=env)
+    progress.phase(f"fleet: {playbook} finished (exit {code})")
+    if code:
+        raise SystemExit(code)
 
 
 @task(help={"size": "web ASG size (1-50, default 4)", "converge": "run playbooks/site.yml after (default yes)"})
 def up(c, size=4, converge=True):
     """Bring the local fleet up (emulated AWS + containers) and converge it with site.yml."""
+    if converge:
+        _build_release(c, _local_default_release())
     state = control.up(size=int(size))
     if converge:
+        # fleetd converges instances it launched into an already converged fleet; site.yml must
+        # not run on a host at the same time (two apt runs on one host fail on the dpkg lock).
+        control.wait_callbacks(state)
         _playbook(c, LOCAL_INVENTORY, "playbooks/site.yml")
         state.set_flag("converged")  # from now on, new instances are converged at boot by fleetd
     url = f"http://127.0.0.1:{state.data['lb_port']}/"
@@ -72,6 +83,22 @@ def up(c, size=4, converge=True):
     if converge:
         answer = _wait_http(url + "version", timeout=60)
         print(f"the app answers through the load balancer: {answer}")
+
+
+def _local_default_release() -> str:
+    """The release site.yml installs on a fresh local fleet (inventory/group_vars/env_local.yml)."""
+    settings = yaml.safe_load((REPO / LOCAL_GROUP_VARS).read_text()) or {}
+    version = str(settings.get("fleet_default_app_version") or "")
+    if not version:
+        raise SystemExit(f"{LOCAL_GROUP_VARS} sets no fleet_default_app_version: nothing to install")
+    return version
+
+
+def _build_release(c, version: str) -> None:
+    """Build the release artifact unless dist/ already holds it (tools/build-release keeps it)."""
+    progress.phase(f"fleet: release {version}: tools/build-release {version}")
+    with progress.heartbeat(f"fleet: building release {version}"), c.cd(str(REPO)):
+        c.run(f"tools/build-release {shlex.quote(version)}", pty=False, echo=False, hide="out")
 
 
 def _wait_http(url: str, timeout: float) -> str:
@@ -98,13 +125,36 @@ def env(c):
     """Print shell exports for using ansible, boto3 and the AWS CLI against the local fleet."""
     for key, value in control.load().env().items():
         print(f"export {key}={shlex.quote(value)}")
+    # The project's toolchain (ansible-playbook, ansible-inventory, aws) first on PATH.
+    print(f'export PATH={shlex.quote(str(VENV_BIN))}:"$PATH"')
 
 
-@task(help={"inventory": f"inventory file (default {LOCAL_INVENTORY})"})
-def status(c, inventory=LOCAL_INVENTORY):
+@task(help={"inventory": f"inventory file (default {LOCAL_INVENTORY})",
+            "watch": "refresh the table until Ctrl-C (to follow a rollout from a second terminal)",
+            "interval": "seconds between refreshes with --watch (default 5)",
+            "count": "with --watch, stop after this many refreshes (default: until Ctrl-C)"})
+def status(c, inventory=LOCAL_INVENTORY, watch=False, interval=5, count=0):
     """Table of every instance: AZ, ASG, lifecycle state, target health, release version."""
-    rows = ops.status_rows(_inventory(inventory))
-    print(ops.table(rows))
+    if not watch:
+        print(ops.table(ops.status_rows(_inventory(inventory))))
+        return
+    refreshes = 0
+    try:
+        while True:
+            started = time.monotonic()
+            # Re-read the inventory each time: instances come and go, lifecycle states change.
+            rows = ops.status_rows(_inventory(inventory))
+            if sys.stdout.isatty():
+                print("\033[H\033[2J", end="")  # clear the screen, as watch(1) does
+            print(f"{time.strftime('%H:%M:%S')}  {ops.status_summary(rows)}  "
+                  f"(every {interval}s, Ctrl-C to stop)")
+            print(ops.table(rows), flush=True)
+            refreshes += 1
+            if int(count) and refreshes >= int(count):
+                return
+            time.sleep(max(0.0, float(interval) - (time.monotonic() - started)))
+    except KeyboardInterrupt:
+        print()
 
 
 @task(help={"host": "inventory hostname", "inventory": "inventory file"})

@@ -52,3 +52,16 @@ def test_inventory_hosts_have_plain_values_and_sort_for_status(fleet_file, run):
     assert [h.name for h in inventory.select("asg_api,bastion-1")] == ["api-0001", "api-0002", "bastion-1"]
     with pytest.raises(SystemExit, match="no host or group matches 'nosuch'"):
         inventory.select("nosuch")
+
+
+def test_status_summary_counts_the_asg_instances_by_state_health_and_release():
+    rows = [
+        {"host": "bastion", "asg": "-", "lifecycle": "-", "target health": "-", "release": "-"},
+        {"host": "w1", "asg": "web", "lifecycle": "InService", "target health": "healthy", "release": "2.0.0"},
+        {"host": "w2", "asg": "web", "lifecycle": "Standby", "target health": "draining", "release": "1.0.0"},
+        {"host": "w3", "asg": "web", "lifecycle": "InService", "target health": "healthy", "release": "1.0.0"},
+    ]
+    assert ops.status_summary(rows) == (
+        "3 instance(s) | lifecycle: 2 InService, 1 Standby | targets: 2 healthy, 1 draining | "
+        "releases: 2 1.0.0, 1 2.0.0")
+    assert ops.status_summary([]) == "0 instance(s) | lifecycle: - | targets: - | releases: -"

@@ -215,6 +215,20 @@ def status_rows(inv: Inventory, app_name: str = "sampleapp") -> list[dict]:
     return rows
 
 
+def status_summary(rows: list[dict]) -> str:
+    """One line over the status table: lifecycle states, target health and releases, counted."""
+    def counted(key: str) -> str:
+        counts: dict[str, int] = {}
+        for row in rows:
+            if row.get("asg", "-") != "-":  # instances of an ASG: the fleet a rollout moves
+                counts[row[key]] = counts.get(row[key], 0) + 1
+        return ", ".join(f"{n} {value}" for value, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+    in_asg = sum(1 for row in rows if row.get("asg", "-") != "-")
+    return (f"{in_asg} instance(s) | lifecycle: {counted('lifecycle') or '-'} | "
+            f"targets: {counted('target health') or '-'} | releases: {counted('release') or '-'}")
+
+
 def table(rows: list[dict]) -> str:
     if not rows:
         return "(no hosts)"

@@ -80,13 +80,22 @@ def build_codedeploy_agent(out_dir: Path, version: str) -> Path:
 
 
 def _gpg(gnupghome: Path, *args: str, **kwargs) -> subprocess.CompletedProcess:
-    try:
-        return subprocess.run(["gpg", "--homedir", str(gnupghome), "--batch", "--no-tty", *args],
-                              check=True, capture_output=True, **kwargs)
-    finally:
-        # Key generation and signing start a gpg-agent for this home: stop it, so a test run or
-        # the local fleet leaves no process behind.
-        subprocess.run(["gpgconf", "--homedir", str(gnupghome), "--kill", "gpg-agent"], capture_output=True)
+    # gpg-agent's socket lives in the home, and a Unix socket path has at most 107 bytes: a checkout
+    # in a deep folder (a CI workspace) makes key generation fail with "No agent running". gpg
+    # names sockets after the path it is given, so it gets a short link to the home instead.
+    with tempfile.TemporaryDirectory(prefix="ec2fleet-gpg-", dir="/tmp") as short:
+        home = Path(short) / "h"
+        home.symlink_to(Path(gnupghome).resolve())
+        try:
+            return subprocess.run(["gpg", "--homedir", str(home), "--batch", "--no-tty", *args],
+                                  check=True, capture_output=True, **kwargs)
+        except subprocess.CalledProcessError as exc:
+            err = exc.stderr if isinstance(exc.stderr, str) else (exc.stderr or b"").decode(errors="replace")
+            raise SystemExit(f"gpg {' '.join(args[-2:])} failed: {err.strip().splitlines()[-1:] or exc}") from None
+        finally:
+            # Key generation and signing start a gpg-agent for this home: stop it, so a test run or
+            # the local fleet leaves no process behind.
+            subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"], capture_output=True)
 
 
 def make_signing_key(gnupghome: Path) -> tuple[str, Path]:

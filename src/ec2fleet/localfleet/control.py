@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 
-from ec2fleet import emulator
+from ec2fleet import emulator, progress
 from ec2fleet.aws import REPO
 from ec2fleet.localfleet import containers
 from ec2fleet.localfleet.state import FleetState
@@ -37,7 +37,7 @@ def _alive(pid) -> bool:
 
 
 def _say(msg: str) -> None:
-    print(f"fleet: {msg}", file=sys.stderr, flush=True)
+    progress.phase(f"fleet: {msg}")
 
 
 def load(name: str = "local") -> FleetState:
@@ -52,7 +52,7 @@ def up(size: int = 4, name: str = "local", timeout: float = 300, user_data: str 
     if not 1 <= size <= 50:
         raise ValueError(f"size must be between 1 and 50, got {size}")
     image = subprocess.run([str(REPO / "tools" / "platform"), "image"], check=True,
-                           capture_output=True, text=True).stdout.split()[-1]
+                           stdout=subprocess.PIPE, text=True).stdout.split()[-1]
     state = load(name) if exists(name) else None
     if state is None or not _alive(state.data.get("emulator_pid")):
         if state is not None:
@@ -67,10 +67,13 @@ def up(size: int = 4, name: str = "local", timeout: float = 300, user_data: str 
         _say(f"emulator on {server.endpoint_url} (pid {server.pid})")
     state.data["image"] = image
     state.ensure_key()
-    build_agent_doubles(state)
+    _say("agent test doubles (signed packages in file:// buckets)")
+    with progress.heartbeat("fleet: agent test doubles"):
+        build_agent_doubles(state)
     # The containers' network is the VPC: instance private IPs are container addresses.
     containers.ensure_network(state.data["network"], vpc_cidr(name), f"{vpc_prefix(name)}.0.1")
     spec = FleetSpec(name=name, size=size, public_key=state.public_key(), user_data=user_data or CALLBACK_USER_DATA)
+    _say(f"emulated AWS: VPC, bastion, ASG web of {size}, target group")
     ids = World(state.clients, spec).ensure()
     state.data.update(ids, size=size)
     state.save()
@@ -89,14 +92,15 @@ def build_agent_doubles(state: FleetState) -> None:
     root = state.dir / "doubles"
     build = [sys.executable, str(REPO / "tests" / "doubles" / "build.py")]
     if not (root / "gnupg" / "public.asc").exists():
-        subprocess.run([*build, "signing-key", "--gnupghome", str(root / "gnupg")], check=True, capture_output=True)
+        subprocess.run([*build, "signing-key", "--gnupghome", str(root / "gnupg")], check=True,
+                       stdout=subprocess.DEVNULL)
     if not (root / "cloudwatch-bucket").exists():
         subprocess.run([*build, "cloudwatch-repo", "--version", DOUBLE_VERSIONS["cloudwatch"],
                         "--root", str(root / "cloudwatch-bucket"), "--sign", str(root / "gnupg")],
-                       check=True, capture_output=True)
+                       check=True, stdout=subprocess.DEVNULL)
     if not (root / "codedeploy-bucket").exists():
         subprocess.run([*build, "codedeploy-agent", "--version", DOUBLE_VERSIONS["codedeploy"],
-                        "--out", str(root / "codedeploy-bucket" / "releases")], check=True, capture_output=True)
+                        "--out", str(root / "codedeploy-bucket" / "releases")], check=True, stdout=subprocess.DEVNULL)
 
 
 def start_fleetd(state: FleetState) -> None:
@@ -118,6 +122,7 @@ def wait_ready(state: FleetState, timeout: float) -> None:
     """Until every running instance has a booted container and the balancer has all web hosts."""
     world = World(state.clients, FleetSpec(name=state.name))
     deadline = time.monotonic() + timeout
+    said, said_at = None, 0.0
     while True:
         instances = {i["InstanceId"] for i in world.instances(states=("running",))}
         have = {iid for iid, row in containers.list_fleet(state.name).items() if row["state"] == "running"}
@@ -125,10 +130,35 @@ def wait_ready(state: FleetState, timeout: float) -> None:
         if instances and instances <= booted:
             _say(f"{len(instances)} instance(s) running, each backed by a container")
             return
+        counts = (len(booted & instances), len(instances))
+        if counts != said or time.monotonic() - said_at >= progress.HEARTBEAT:
+            _say(f"instances: {counts[0]} of {counts[1]} booted in their containers")
+            said, said_at = counts, time.monotonic()
         if time.monotonic() > deadline:
             raise TimeoutError(
                 f"only {len(booted)} of {len(instances)} instances have a booted container after "
                 f"{timeout:.0f}s; see {state.dir / 'fleetd.log'}")
+        time.sleep(1)
+
+
+def wait_callbacks(state: FleetState, timeout: float = 1800) -> None:
+    """Until fleetd has no provisioning callback (a site.yml run for a new instance) running.
+
+    Waits for a status fleetd wrote after this call began, so an instance whose container has
+    just booted (and whose callback is about to start) is not missed."""
+    since = time.time()
+    deadline = time.monotonic() + timeout
+    said = False
+    while True:
+        status = state.read_status()
+        if status.get("time", 0) > since and not status.get("callbacks"):
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"fleetd's provisioning callbacks still running after {timeout:.0f}s: "
+                               f"{', '.join(status.get('callbacks', []))}; see {state.dir / 'callbacks'}")
+        if status.get("callbacks") and not said:
+            _say(f"waiting for fleetd to converge new instance(s): {', '.join(status['callbacks'])}")
+            said = True
         time.sleep(1)
 
 

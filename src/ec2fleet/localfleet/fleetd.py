@@ -129,7 +129,7 @@ class Reconciler:
         if self.balancer.apply(backends):
             log.info("load balancer now sends traffic to %d instance(s): %s", len(backends),
                      ", ".join(sorted(backends)) or "none")
-        self.state.write_status({"backends": backends, "time": time.time()})
+        self.state.write_status({"backends": backends, "time": time.time(), "callbacks": sorted(self.callbacks)})
 
 
 def main(argv: list[str] | None = None) -> int:
