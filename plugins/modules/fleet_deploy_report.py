@@ -11,6 +11,10 @@ description:
   - Collects the per-host results that C(playbooks/deploy.yml) records (C(deploy_result)) into
     one JSON document (batches with their hosts, timings per step, versions before and after,
     result) written to O(path), and returns a readable summary for the play to print.
+  - Beside it, the same report as one self-contained HTML page (same name, C(.html)): a timeline
+    with a row per host and its phases (out of service, installing, health wait, back in service,
+    rolled back), batch boundaries, the failure, and the load balancer's requests and errors over
+    the same time axis when O(lb_metrics) is given. It has no external scripts, styles or fonts.
   - Runs on the controller. Writes the report in check mode too (it changes no managed host).
 version_added: "0.1.0"
 author: ec2-fleet
@@ -48,6 +52,16 @@ options:
     description: Whether the rollout stopped on a failure.
     type: bool
     default: false
+  canary:
+    description: Hosts in the first batch when it is a canary (0 when there is none); labels it in the HTML page.
+    type: int
+    default: 0
+  lb_metrics:
+    description:
+      - The load balancer's numbers over the deployment, drawn under the timeline.
+      - "C(source) (str), C(period) (seconds) and C(points), a list of C(t) (epoch seconds, start of the period),
+        C(requests) and C(errors)."
+    type: dict
 """
 
 EXAMPLES = r"""
@@ -70,6 +84,10 @@ report:
   description: The report written to O(path).
   returned: always
   type: dict
+html_path:
+  description: Where the HTML page was written.
+  returned: always
+  type: str
 summary:
   description: Printable summary, one line per batch and host.
   returned: always
@@ -86,6 +104,7 @@ import os
 import time
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.deploy_html import write_html
 
 
 def _float(value, default=0.0):
@@ -136,6 +155,9 @@ def build_report(params, now=None):
         "version": params["version"],
         "result": result,
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(_float(params["started"]))),
+        "started": _float(params["started"]),
+        "canary": params.get("canary") or 0,
+        "lb_metrics": params.get("lb_metrics"),
         "seconds": round(now - _float(params["started"]), 2),
         "skipped": params["plan"].get("skipped", []),
         "batches": batches,
@@ -185,20 +207,25 @@ def main():
             "plan": {"type": "dict", "required": True},
             "hosts": {"type": "list", "elements": "dict", "default": []},
             "aborted": {"type": "bool", "default": False},
+            "canary": {"type": "int", "default": 0},
+            "lb_metrics": {"type": "dict"},
         },
         supports_check_mode=True,
     )
     report = build_report(module.params)
     path = module.params["path"]
+    html_path = os.path.splitext(path)[0] + ".html"
     try:
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
         tmp = path + ".tmp"
         with open(tmp, "w", encoding="utf-8") as handle:
             json.dump(report, handle, indent=2, sort_keys=True)
         os.replace(tmp, path)
+        write_html(report, html_path)
     except OSError as exc:
         module.fail_json(msg=f"cannot write the deploy report to {path}: {exc}")
-    module.exit_json(changed=False, report=report, summary=summarise(report), failure=failure_line(report), path=path)
+    module.exit_json(changed=False, report=report, summary=summarise(report), failure=failure_line(report), path=path,
+                     html_path=html_path)
 
 
 if __name__ == "__main__":

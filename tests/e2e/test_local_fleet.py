@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -21,6 +22,8 @@ import pytest
 from ec2fleet import emulator
 from ec2fleet.localfleet import containers, control
 from ec2fleet.ops import plain
+
+from browser import DomCounter, chromium
 
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
@@ -90,11 +93,34 @@ def assert_fleet_at_rest(state):
     assert lock_value(state) is None
 
 
-def latest_report(version: str) -> dict:
+def latest_report_path(version: str) -> Path:
     reports = sorted((REPO / "reports" / "deploys").glob(f"deploy-{APP}-local-{version}-*.json"),
                      key=lambda p: p.stat().st_mtime)
     assert reports, f"no report for {version}"
-    return json.loads(reports[-1].read_text())
+    return reports[-1]
+
+
+def latest_report(version: str) -> dict:
+    return json.loads(latest_report_path(version).read_text())
+
+
+def check_html_report(version: str, tmp_path: Path) -> None:
+    """The HTML page beside the JSON report, rendered by headless Chromium as an operator opens
+    it: one row per host, the batches, the result; a screenshot is kept under reports/e2e/."""
+    path = latest_report_path(version)
+    report = json.loads(path.read_text())
+    page = path.with_suffix(".html")
+    assert page.exists(), f"no HTML report beside {path.name}"
+    dom, _ = chromium(tmp_path, "--dump-dom", page.as_uri())
+    found = DomCounter()
+    found.feed(dom)
+    assert found.result == report["result"].upper()
+    assert [host for host, _ in found.rows] == [h["host"] for b in report["batches"] for h in b["hosts"]]
+    assert [state for _, state in found.batches] == [b["state"] for b in report["batches"]]
+    shots = REPO / "reports" / "e2e"
+    shots.mkdir(parents=True, exist_ok=True)
+    chromium(tmp_path, f"--screenshot={shots / (page.stem + '.png')}", "--window-size=1400,1000", page.as_uri())
+    assert (shots / (page.stem + ".png")).stat().st_size > 10_000
 
 
 def add_fault(state, iid: str, version: str) -> None:
@@ -163,7 +189,7 @@ def test_second_deploy_is_refused_by_the_lock(fleet):
     assert lock_value(fleet) is None
 
 
-def test_rolling_deploy_succeeds_and_records_the_release(fleet):
+def test_rolling_deploy_succeeds_and_records_the_release(fleet, tmp_path):
     proc = playbook(fleet, "deploy.yml", "-e", "app_version=2.0.0")
     assert proc.returncode == 0, proc.stdout[-4000:]
     assert set(versions(fleet).values()) == {"2.0.0"}
@@ -174,9 +200,15 @@ def test_rolling_deploy_succeeds_and_records_the_release(fleet):
     assert [len(b["hosts"]) for b in report["batches"]][0] == 1  # the canary
     recorded = fleet.clients("ssm").get_parameter(Name=f"/{APP}/local/release")["Parameter"]["Value"]
     assert recorded == "2.0.0"
+    check_html_report("2.0.0", tmp_path)
+    # The deploy_progress callback's lines, one set per batch, in the playbook's output.
+    batches = len(report["batches"])
+    for n in range(1, batches + 1):
+        assert re.search(rf"^deploy: batch {n} of {batches}: \d+ host\(s\) ", proc.stdout, re.M), proc.stdout[-3000:]
+        assert re.search(rf"^deploy: batch {n} of {batches} deployed in \d+:\d\d \| ", proc.stdout, re.M)
 
 
-def test_canary_failing_its_health_check_is_rolled_back_alone(fleet):
+def test_canary_failing_its_health_check_is_rolled_back_alone(fleet, tmp_path):
     for inst in web_instances(fleet):
         add_fault(fleet, inst["InstanceId"], "3.0.0")
     try:
@@ -188,6 +220,7 @@ def test_canary_failing_its_health_check_is_rolled_back_alone(fleet):
     assert report["result"] == "failed"
     assert report["batches"][0]["state"] == "rolled_back"
     assert all(b["state"] == "not_started" for b in report["batches"][1:])
+    check_html_report("3.0.0", tmp_path)
     assert set(versions(fleet).values()) == {"2.0.0"}
     assert_fleet_at_rest(fleet)
 
