@@ -88,9 +88,9 @@ def up(c, size=4, converge=True):
 def _local_default_release() -> str:
     """The release site.yml installs on a fresh local fleet (inventory/group_vars/env_local.yml)."""
     settings = yaml.safe_load((REPO / LOCAL_GROUP_VARS).read_text()) or {}
-    version = str(settings.get("fleet_default_app_version") or "")
+    version = str(settings.get("site_default_app_version") or "")
     if not version:
-        raise SystemExit(f"{LOCAL_GROUP_VARS} sets no fleet_default_app_version: nothing to install")
+        raise SystemExit(f"{LOCAL_GROUP_VARS} sets no site_default_app_version: nothing to install")
     return version
 
 

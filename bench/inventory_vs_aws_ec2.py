@@ -49,7 +49,7 @@ TIME = shutil.which("time", path="/usr/bin:/bin") or "/usr/bin/time"  # GNU time
 def inventory_configs(regions, cache_dir):
     """Equivalent configurations: same regions, hostnames, keyed groups and compose."""
     fleet = {
-        "plugin": "ec2_fleet",
+        "plugin": "ec2fleet.fleet.ec2_fleet",
         "regions": regions,
         "hostnames": ["tag:Name", "instance-id"],
         "keyed_groups": [

@@ -37,15 +37,11 @@ from ec2fleet.localfleet import control  # noqa: E402
 
 VENV_BIN = Path(sys.executable).parent
 STOCK_CFG = """[defaults]
-roles_path = {repo}/roles
-library = {repo}/plugins/modules
-module_utils = {repo}/plugins/module_utils
-filter_plugins = {repo}/plugins/filter
-inventory_plugins = {repo}/plugins/inventory
+collections_path = {repo}/.ansible/collections
 host_key_checking = false
 
 [inventory]
-enable_plugins = ec2_fleet
+enable_plugins = ec2fleet.fleet.ec2_fleet
 """
 
 

@@ -49,13 +49,3 @@ class DomCounter(HTMLParser):
 
     def handle_endtag(self, tag):
         self.in_result = False
-
-
-def chromium(tmp_path, *args):
-    command = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-               "--disable-background-networking", "--disable-component-update", "--disable-sync",
-               "--disable-dev-shm-usage", "--hide-scrollbars", f"--user-data-dir={tmp_path / 'profile'}", *args]
-    started = time.monotonic()
-    done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
-    assert done.returncode == 0, done.stderr[-2000:]
-    return done.stdout, time.monotonic() - started

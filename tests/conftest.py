@@ -13,6 +13,15 @@ from ec2fleet import emulator
 REPO = Path(__file__).resolve().parent.parent
 
 
+def pytest_configure(config):
+    # Ansible's collection loader, installed before any test imports ansible_collections.*: the
+    # tests then import ec2fleet.fleet's Python the way Ansible does (one module object each, with
+    # the collection's metadata), whether they call Ansible in-process or not.
+    from ansible.plugins.loader import init_plugin_loader
+
+    init_plugin_loader([str(REPO / ".ansible" / "collections")])
+
+
 def pytest_ignore_collect(collection_path, config):
     # tests/fleet needs a live fleet: it runs through `tools/fleet smoke` (which passes --hosts).
     if collection_path.name == "fleet" and collection_path.parent == REPO / "tests":

@@ -121,29 +121,6 @@ def registered(tg_arn, instance_id):
             and h["TargetHealth"].get("Reason") != "Target.NotRegistered"]
 
 
-def import_plugin(relative_path, name):
-    """Import one of our module/filter files in this process, for direct tests of its pure logic.
-
-    ``ansible.module_utils`` gets our plugins/module_utils on its search path, as ansible.cfg's
-    ``module_utils`` setting gives it to Ansible.
-    """
-    import importlib.util
-    import sys
-
-    import ansible.module_utils
-
-    utils = str(REPO / "plugins" / "module_utils")
-    if utils not in ansible.module_utils.__path__:
-        ansible.module_utils.__path__.append(utils)
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, REPO / relative_path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 class StandbyStandIn:
     """TEST DOUBLE for one piece of AWS behaviour the emulator lacks (nothing else is faked).
 

@@ -24,21 +24,17 @@ def write_config(tmp_path, config, name="fleet", suffix="ec2_fleet.yml"):
     return path
 
 
-_LOADER_READY = False
 
 
 def parse_inventory(path, cache=True):
     """Run the plugin in-process, as InventoryManager does; returns (inventory data, plugin)."""
     from ansible.inventory.data import InventoryData
     from ansible.parsing.dataloader import DataLoader
-    from ansible.plugins.loader import init_plugin_loader, inventory_loader
+    from ansible.plugins.loader import inventory_loader
 
-    global _LOADER_READY
-    if not _LOADER_READY:
-        init_plugin_loader()  # the collection loader, as every ansible CLI installs it
-        _LOADER_READY = True
-    inventory_loader.add_directory(str(REPO / "plugins" / "inventory"))
-    plugin = inventory_loader.get("ec2_fleet")
+    # The collection loader is installed once per test session (tests/conftest.py), as every
+    # ansible CLI installs it; the plugin is found in the collection by its FQCN.
+    plugin = inventory_loader.get("ec2fleet.fleet.ec2_fleet")
     assert plugin is not None, "ec2_fleet plugin not found"
     inventory = InventoryData()
     plugin.parse(inventory, DataLoader(), str(path), cache=cache)
@@ -59,17 +55,10 @@ def group_hosts(inventory, group):
 
 
 def fleet_aws_module():
-    """fleet_aws loaded by the recipe its docstring gives (the plugin shares the same module)."""
-    import importlib.util
+    """The collection's client layer, the one module the plugin, the modules and the tools import."""
+    from ansible_collections.ec2fleet.fleet.plugins.module_utils import aws
 
-    name = "ec2fleet_fleet_aws"
-    module = sys.modules.get(name)
-    if module is None:
-        spec = importlib.util.spec_from_file_location(name, REPO / "plugins" / "module_utils" / "fleet_aws.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return module
+    return aws
 
 
 class CallCounter:

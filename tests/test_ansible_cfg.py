@@ -6,6 +6,7 @@ from __future__ import annotations
 import configparser
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -39,7 +40,7 @@ def ssh() -> dict:
 def test_inventory_parse_failures_are_fatal_and_ec2_fleet_is_enabled(general):
     assert general["INVENTORY_ANY_UNPARSED_IS_FAILED"] is True
     assert general["INVENTORY_UNPARSED_IS_FAILED"] is True
-    assert "ec2_fleet" in general["INVENTORY_ENABLED"]
+    assert "ec2fleet.fleet.ec2_fleet" in general["INVENTORY_ENABLED"]
 
 
 def test_operator_defaults(general):
@@ -63,9 +64,17 @@ def test_ssh_reuses_connections_and_rides_out_a_bastion_burst(ssh):
     assert sum(pauses) >= 20, pauses
 
 
-def test_default_strategy_is_mitogen_from_the_repo(general):
-    assert general["DEFAULT_STRATEGY"] == "mitogen_linear"
-    assert str(REPO / "plugins" / "strategy") in [str(Path(p)) for p in general["DEFAULT_STRATEGY_PLUGIN_PATH"]]
+def test_default_strategy_is_mitogen_from_the_collection(general):
+    assert general["DEFAULT_STRATEGY"] == "ec2fleet.fleet.mitogen_linear"
+    assert str(REPO / ".ansible" / "collections") in [str(Path(p)) for p in general["COLLECTIONS_PATHS"]]
+
+
+def test_no_plugin_path_settings_the_collection_replaces(general):
+    """The checkout is the collection: nothing is found through per-type plugin paths."""
+    text = (REPO / "ansible.cfg").read_text()
+    for setting in ("library", "module_utils", "filter_plugins", "inventory_plugins", "callback_plugins",
+                    "strategy_plugins", "doc_fragment_plugins", "roles_path"):
+        assert not re.search(rf"^\s*{setting}\s*=", text, re.M), setting
 
 
 def test_ansible_cfg_reads_with_configparser_interpolation():

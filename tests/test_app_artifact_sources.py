@@ -30,7 +30,7 @@ def fetch_playbook(tmp_path: Path, **role_vars) -> Path:
         "hosts": "localhost",
         "gather_facts": False,
         "tasks": [
-            {"name": "Fetch", "ansible.builtin.include_role": {"name": "app", "tasks_from": "artifact"},
+            {"name": "Fetch", "ansible.builtin.include_role": {"name": "ec2fleet.fleet.app", "tasks_from": "artifact"},
              "vars": {"app_controller_cache_dir": str(tmp_path / "cache"), **role_vars}},
             {"name": "Record", "ansible.builtin.copy": {
                 "dest": str(tmp_path / "resolved"), "mode": "0600",

@@ -11,7 +11,7 @@ def apply_role(tmp_path, role, role_vars):
     playbook = tmp_path / "apply.yml"
     playbook.write_text(yaml.safe_dump([{
         "name": f"Apply {role} with bad variables", "hosts": "localhost", "gather_facts": False,
-        "tasks": [{"name": "Apply", "ansible.builtin.include_role": {"name": role}, "vars": role_vars}],
+        "tasks": [{"name": "Apply", "ansible.builtin.include_role": {"name": f"ec2fleet.fleet.{role}"}, "vars": role_vars}],
     }]))
     # --check: should validation ever let a value through, nothing on this machine changes.
     return run_playbook(playbook, "--check")

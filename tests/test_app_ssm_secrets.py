@@ -20,7 +20,7 @@ def secrets_playbook(tmp_path, parameters):
         "vars": {"app_ssm_parameters": parameters, "app_env": {"SAMPLEAPP_GREETING": 'say "hi"'}},
         "tasks": [
             {"name": "Look up", "ansible.builtin.include_role":
-                {"name": "app", "tasks_from": "secrets", "public": True}},
+                {"name": "ec2fleet.fleet.app", "tasks_from": "secrets", "public": True}},
             {"name": "Render the role's env file", "no_log": True, "ansible.builtin.template": {
                 "src": str(REPO / "roles" / "app" / "templates" / "app.env.j2"),
                 "dest": str(tmp_path / "sampleapp.env"), "mode": "0640"}},

@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 def run_role(tmp_path, variables):
     play = [{"name": "bastion validation", "hosts": "localhost", "gather_facts": True, "become": False,
-             "roles": [{"role": "bastion", **variables}]}]
+             "roles": [{"role": "ec2fleet.fleet.bastion", **variables}]}]
     path = tmp_path / "play.yml"
     path.write_text(json.dumps(play))
     env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")

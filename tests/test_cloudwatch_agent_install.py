@@ -27,7 +27,7 @@ PLAYBOOK = """
 - hosts: all
   gather_facts: true
   roles:
-    - cloudwatch_agent
+    - ec2fleet.fleet.cloudwatch_agent
 """
 
 

@@ -23,7 +23,7 @@ RENDER = """
   gather_facts: true
   tasks:
     - ansible.builtin.include_role:
-        name: cloudwatch_agent
+        name: ec2fleet.fleet.cloudwatch_agent
         tasks_from: render-config
     - ansible.builtin.copy:
         content: "{{{{ __cloudwatch_agent_config | to_nice_json }}}}"

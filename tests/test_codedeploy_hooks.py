@@ -30,7 +30,7 @@ APP_PLAYBOOK = """
 - hosts: all
   gather_facts: true
   roles:
-    - app
+    - ec2fleet.fleet.app
 """
 
 

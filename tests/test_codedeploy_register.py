@@ -1,4 +1,4 @@
-"""playbooks/codedeploy_register.yml (module fleet_codedeploy) against the emulator."""
+"""playbooks/codedeploy_register.yml (module ec2fleet.fleet.codedeploy) against the emulator."""
 
 from __future__ import annotations
 
@@ -73,30 +73,19 @@ def test_missing_service_role_fails_clearly(aws, monkeypatch):
 
 def test_desired_group_and_difference_detection():
     # The module's comparison with the shape real AWS returns (ASGs as {"name", "hook"} objects).
-    import importlib.util
+    from ansible_collections.ec2fleet.fleet.plugins.modules import codedeploy as module
 
-    import ansible.module_utils as module_utils_pkg
-
-    utils = str(REPO / "plugins" / "module_utils")
-    spec = importlib.util.spec_from_file_location("fleet_codedeploy_under_test",
-                                                  REPO / "plugins" / "modules" / "fleet_codedeploy.py")
-    module_utils_pkg.__path__.append(utils)
-    try:
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        desired = module.desired_group({
-            "deployment_config_name": "CodeDeployDefault.OneAtATime", "service_role_arn": ROLE_ARN,
-            "auto_scaling_groups": ["web"], "ec2_tag_filters": [{"key": "role", "value": "web"}],
-            "target_group_names": ["web-tg"], "with_traffic_control": True,
-            "auto_rollback_events": [], "outdated_instances_strategy": "IGNORE",
-        })
-        current = dict(desired, autoScalingGroups=[{"name": "web", "hook": "CodeDeploy-managed"}],
-                       ec2TagFilters=[{"Key": "role", "Value": "web", "Type": "KEY_AND_VALUE"}])
-        assert module.differences(current, desired) == []
-        assert module.differences(dict(current, deploymentConfigName="CodeDeployDefault.AllAtOnce"), desired) == [
-            "deploymentConfigName"]
-    finally:
-        module_utils_pkg.__path__.remove(utils)
+    desired = module.desired_group({
+        "deployment_config_name": "CodeDeployDefault.OneAtATime", "service_role_arn": ROLE_ARN,
+        "auto_scaling_groups": ["web"], "ec2_tag_filters": [{"key": "role", "value": "web"}],
+        "target_group_names": ["web-tg"], "with_traffic_control": True,
+        "auto_rollback_events": [], "outdated_instances_strategy": "IGNORE",
+    })
+    current = dict(desired, autoScalingGroups=[{"name": "web", "hook": "CodeDeploy-managed"}],
+                   ec2TagFilters=[{"Key": "role", "Value": "web", "Type": "KEY_AND_VALUE"}])
+    assert module.differences(current, desired) == []
+    assert module.differences(dict(current, deploymentConfigName="CodeDeployDefault.AllAtOnce"), desired) == [
+        "deploymentConfigName"]
     assert desired["deploymentStyle"]["deploymentOption"] == "WITH_TRAFFIC_CONTROL"
     assert desired["autoRollbackConfiguration"] == {"enabled": False, "events": []}
 

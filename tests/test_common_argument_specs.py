@@ -72,7 +72,7 @@ def run_role(tmp_path: Path, variables: dict) -> tuple[subprocess.CompletedProce
         "gather_facts": False,
         "tasks": [{
             "name": "Include the role",
-            "ansible.builtin.include_role": {"name": "common"},
+            "ansible.builtin.include_role": {"name": "ec2fleet.fleet.common"},
             "vars": variables,
         }],
     }]))

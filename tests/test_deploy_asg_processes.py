@@ -22,10 +22,10 @@ def test_suspend_then_resume_leaves_operator_suspensions(aws):
     # An operator had suspended ScheduledActions on purpose before the deploy.
     client("autoscaling").suspend_processes(AutoScalingGroupName="web", ScalingProcesses=["ScheduledActions"])
     results = run_tasks([
-        {"name": "suspend", "fleet_asg_processes": {"name": "web"}, "register": "procs"},
-        {"name": "suspend again", "fleet_asg_processes": {"name": "web"}},
+        {"name": "suspend", "ec2fleet.fleet.asg_processes": {"name": "web"}, "register": "procs"},
+        {"name": "suspend again", "ec2fleet.fleet.asg_processes": {"name": "web"}},
         {"name": "resume what we suspended",
-         "fleet_asg_processes": {"name": "web", "state": "resumed", "processes": "{{ procs.suspended_now }}"}},
+         "ec2fleet.fleet.asg_processes": {"name": "web", "state": "resumed", "processes": "{{ procs.suspended_now }}"}},
     ])
     first, again, resume = results
     assert first["changed"] is True
@@ -41,7 +41,7 @@ def test_suspend_then_resume_leaves_operator_suspensions(aws):
 
 def test_check_mode_reports_and_changes_nothing(aws):
     web_fleet(size=1)
-    result = run_module("fleet_asg_processes", {"name": "web", "processes": ["AZRebalance", "Launch"]}, check=True)
+    result = run_module("ec2fleet.fleet.asg_processes", {"name": "web", "processes": ["AZRebalance", "Launch"]}, check=True)
     assert result["changed"] is True
     assert result["suspended_now"] == ["AZRebalance", "Launch"]
     assert "would have suspended" in result["msg"]
@@ -52,7 +52,7 @@ def test_resume_of_nothing_resumes_nothing(aws):
     """An empty list must not reach AWS: ResumeProcesses with no names resumes every process."""
     web_fleet(size=1)
     client("autoscaling").suspend_processes(AutoScalingGroupName="web", ScalingProcesses=["AZRebalance", "Launch"])
-    result = run_module("fleet_asg_processes", {"name": "web", "state": "resumed", "processes": []})
+    result = run_module("ec2fleet.fleet.asg_processes", {"name": "web", "state": "resumed", "processes": []})
     assert result["changed"] is False
     assert suspended() == ["AZRebalance", "Launch"]
 
@@ -60,11 +60,11 @@ def test_resume_of_nothing_resumes_nothing(aws):
 def test_failures_are_one_clear_line(aws):
     web_fleet(size=1)
     unknown, bad_name, unreachable = run_tasks([
-        {"name": "unknown group", "fleet_asg_processes": {"name": "no-such-asg"}, "ignore_errors": True},
-        {"name": "unknown process", "fleet_asg_processes": {"name": "web", "processes": ["AZRebalancing"]},
+        {"name": "unknown group", "ec2fleet.fleet.asg_processes": {"name": "no-such-asg"}, "ignore_errors": True},
+        {"name": "unknown process", "ec2fleet.fleet.asg_processes": {"name": "web", "processes": ["AZRebalancing"]},
          "ignore_errors": True},
         # The common endpoint_url option wins over the environment; a dead endpoint is one line.
-        {"name": "dead endpoint", "fleet_asg_processes": {"name": "web", "endpoint_url": "http://127.0.0.1:9",
+        {"name": "dead endpoint", "ec2fleet.fleet.asg_processes": {"name": "web", "endpoint_url": "http://127.0.0.1:9",
                                                           "max_attempts": 1}, "ignore_errors": True},
     ])
     assert unknown["failed"] is True

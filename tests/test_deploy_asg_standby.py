@@ -27,12 +27,12 @@ def test_standby_drains_from_every_target_group_then_back_in_service_healthy(aws
     target = ids[0]
     with StandbyStandIn("web", drain=2.0) as stand_in:
         enter, again = run_tasks([
-            {"name": "standby", "fleet_asg_standby": {"instance_id": target, "asg_name": "web", **FAST}},
-            {"name": "standby again", "fleet_asg_standby": {"instance_id": target, **FAST}},
+            {"name": "standby", "ec2fleet.fleet.asg_standby": {"instance_id": target, "asg_name": "web", **FAST}},
+            {"name": "standby again", "ec2fleet.fleet.asg_standby": {"instance_id": target, **FAST}},
         ])
         back, back_again = run_tasks([
-            {"name": "in service", "fleet_asg_standby": {"instance_id": target, "state": "inservice", **FAST}},
-            {"name": "in service again", "fleet_asg_standby": {"instance_id": target, "state": "inservice", **FAST}},
+            {"name": "in service", "ec2fleet.fleet.asg_standby": {"instance_id": target, "state": "inservice", **FAST}},
+            {"name": "in service again", "ec2fleet.fleet.asg_standby": {"instance_id": target, "state": "inservice", **FAST}},
         ])
     assert enter["changed"] is True
     assert enter["previous_lifecycle_state"] == "InService" and enter["lifecycle_state"] == "Standby"
@@ -60,7 +60,7 @@ def test_standby_drains_from_every_target_group_then_back_in_service_healthy(aws
 def test_drain_timeout_names_each_target_group_state(aws):
     """Without anyone deregistering it (bare moto), the drain wait must time out, not pass."""
     ids, arns, _ = web_fleet(size=2)
-    result = run_module("fleet_asg_standby", {"instance_id": ids[0], "timeout": 2, **FAST})
+    result = run_module("ec2fleet.fleet.asg_standby", {"instance_id": ids[0], "timeout": 2, **FAST})
     assert result["failed"] is True
     assert result["msg"].startswith(f"{ids[0]} not deregistered in every target group after ")
     assert result["msg"].endswith("web: port 80 healthy")
@@ -88,7 +88,7 @@ def test_rerun_waits_until_healthy(aws):
         {"name": "the host boots a little later",
          "ansible.builtin.shell": f"nohup {sys.executable} -c \"{start_later}\" >/dev/null 2>&1 &",
          "changed_when": False},
-        {"name": "in service", "fleet_asg_standby": {"instance_id": ids[0], "state": "inservice", "timeout": 60, **FAST}},
+        {"name": "in service", "ec2fleet.fleet.asg_standby": {"instance_id": ids[0], "state": "inservice", "timeout": 60, **FAST}},
     ])
     assert result["changed"] is False and "already out of Standby" in result["msg"]
     assert result["target_wait_seconds"] > 0
@@ -98,7 +98,7 @@ def test_rerun_waits_until_healthy(aws):
 def test_health_timeout_names_each_target_group_state(aws):
     ids, arns, _ = web_fleet(size=2)
     in_service_but_stopped(ids)  # and never started: never healthy
-    result = run_module("fleet_asg_standby", {"instance_id": ids[0], "state": "inservice", "timeout": 2, **FAST})
+    result = run_module("ec2fleet.fleet.asg_standby", {"instance_id": ids[0], "state": "inservice", "timeout": 2, **FAST})
     assert result["failed"] is True
     assert result["msg"].startswith(f"{ids[0]} not healthy in every target group after ")
     assert result["msg"].endswith("web: port 80 unused (Target.InvalidState: Target is in the stopped state)")
@@ -106,19 +106,19 @@ def test_health_timeout_names_each_target_group_state(aws):
 
 def test_check_mode_reports_and_changes_nothing(aws):
     ids, _arns, _ = web_fleet(size=2)
-    result = run_module("fleet_asg_standby", {"instance_id": ids[0]}, check=True)
+    result = run_module("ec2fleet.fleet.asg_standby", {"instance_id": ids[0]}, check=True)
     assert result["changed"] is True and result["msg"] == f"would put {ids[0]} in Standby in web"
     assert lifecycle(ids[0]) == "InService" and desired() == 2
     client("autoscaling").enter_standby(AutoScalingGroupName="web", InstanceIds=[ids[0]],
                                         ShouldDecrementDesiredCapacity=True)
-    result = run_module("fleet_asg_standby", {"instance_id": ids[0], "state": "inservice"}, check=True)
+    result = run_module("ec2fleet.fleet.asg_standby", {"instance_id": ids[0], "state": "inservice"}, check=True)
     assert result["changed"] is True and "would move" in result["msg"]
     assert lifecycle(ids[0]) == "Standby"
 
 
 def test_without_decrement_the_group_keeps_its_capacity(aws):
     ids, _arns, _ = web_fleet(size=2)
-    result = run_module("fleet_asg_standby", {"instance_id": ids[0], "wait": False,
+    result = run_module("ec2fleet.fleet.asg_standby", {"instance_id": ids[0], "wait": False,
                                               "should_decrement_desired_capacity": False})
     assert result["changed"] is True and "(not waited)" in result["msg"]
     assert result["desired_capacity"] == 2 and lifecycle(ids[0]) == "Standby"
@@ -142,7 +142,7 @@ def test_failures_are_one_clear_line(aws):
     autoscaling.enter_standby(AutoScalingGroupName="full", InstanceIds=[full], ShouldDecrementDesiredCapacity=False)
     cases.append(({"instance_id": full, "state": "inservice", "timeout": 5},
                   f"cannot move {full} out of Standby: full's desired capacity 2 + 1 would exceed its maximum size 2"))
-    tasks = [{"name": f"case {n}", "fleet_asg_standby": args, "ignore_errors": True} for n, (args, _) in enumerate(cases)]
+    tasks = [{"name": f"case {n}", "ec2fleet.fleet.asg_standby": args, "ignore_errors": True} for n, (args, _) in enumerate(cases)]
     results = run_tasks(tasks)
     for result, (_args, expected) in zip(results, cases):
         assert result["failed"] is True

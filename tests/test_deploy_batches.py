@@ -7,10 +7,11 @@ from collections import Counter
 
 import pytest
 
-from deploy_support import import_plugin, run_tasks
+from ansible_collections.ec2fleet.fleet.plugins.filter import deploy_batches as fb
 
-fb = import_plugin("plugins/filter/fleet_batches.py", "fleet_batches_under_test")
-batches_of = fb.fleet_batches
+from deploy_support import run_tasks
+
+batches_of = fb.deploy_batches
 
 
 def hosts(spec, version="1.0", asg="web"):
@@ -178,8 +179,8 @@ def test_bad_hosts_fail_clearly():
 
 
 def test_through_ansible():
-    """ansible.cfg's filter_plugins path makes it available to playbooks as `fleet_batches`."""
+    """Playbooks call it by its FQCN, ec2fleet.fleet.deploy_batches."""
     result, = run_tasks([{"name": "plan", "ansible.builtin.set_fact": {
-        "plan": "{{ hosts_in | fleet_batches('2.0', batch_size='50%', max_az_share='50%') }}"},
+        "plan": "{{ hosts_in | ec2fleet.fleet.deploy_batches('2.0', batch_size='50%', max_az_share='50%') }}"},
         "vars": {"hosts_in": hosts({"a": 2, "b": 2})}}])
     assert result["ansible_facts"]["plan"] == {"skipped": [], "batches": [["web-a-1"], ["web-a-2", "web-b-1"], ["web-b-2"]]}

@@ -26,17 +26,17 @@ def test_one_host_cycle(aws):
     host = ids[1]
     with StandbyStandIn("web", drain=1.0):
         results = run_tasks([
-            {"name": "lock", "fleet_deploy_lock": {**LOCK, "version": "2.0.0"}, "register": "lock"},
-            {"name": "suspend", "fleet_asg_processes": {"name": "web"}, "register": "procs"},
-            {"name": "remember", "fleet_deploy_lock": {**LOCK, "state": "updated", "run_id": "{{ lock.run_id }}",
+            {"name": "lock", "ec2fleet.fleet.deploy_lock": {**LOCK, "version": "2.0.0"}, "register": "lock"},
+            {"name": "suspend", "ec2fleet.fleet.asg_processes": {"name": "web"}, "register": "procs"},
+            {"name": "remember", "ec2fleet.fleet.deploy_lock": {**LOCK, "state": "updated", "run_id": "{{ lock.run_id }}",
                                                        "data": {"suspended": {"web": "{{ procs.suspended_now }}"},
                                                                 "standby": [host]}}},
-            {"name": "standby", "fleet_asg_standby": {"instance_id": host, **FAST}},
+            {"name": "standby", "ec2fleet.fleet.asg_standby": {"instance_id": host, **FAST}},
             # ... the app role deploys here ...
-            {"name": "in service", "fleet_asg_standby": {"instance_id": host, "state": "inservice", **FAST}},
-            {"name": "resume", "fleet_asg_processes": {"name": "web", "state": "resumed",
+            {"name": "in service", "ec2fleet.fleet.asg_standby": {"instance_id": host, "state": "inservice", **FAST}},
+            {"name": "resume", "ec2fleet.fleet.asg_processes": {"name": "web", "state": "resumed",
                                                        "processes": "{{ procs.suspended_now }}"}},
-            {"name": "release", "fleet_deploy_lock": {**LOCK, "state": "released", "run_id": "{{ lock.run_id }}"}},
+            {"name": "release", "ec2fleet.fleet.deploy_lock": {**LOCK, "state": "released", "run_id": "{{ lock.run_id }}"}},
         ])
     assert [r.get("failed", False) for r in results] == [False] * 7
     assert results[3]["lifecycle_state"] == "Standby" and results[3]["target_wait_seconds"] >= 0.5
@@ -53,26 +53,26 @@ def test_killed_run_is_recovered_from_the_lock(aws):
     # ad-hoc processes exit; nothing released, resumed or returned to service).
     with StandbyStandIn("web"):
         first = run_tasks([
-            {"name": "lock", "fleet_deploy_lock": {**LOCK, "version": "2.0.0"}, "register": "lock"},
-            {"name": "suspend", "fleet_asg_processes": {"name": "web"}, "register": "procs"},
-            {"name": "remember", "fleet_deploy_lock": {**LOCK, "state": "updated", "run_id": "{{ lock.run_id }}",
+            {"name": "lock", "ec2fleet.fleet.deploy_lock": {**LOCK, "version": "2.0.0"}, "register": "lock"},
+            {"name": "suspend", "ec2fleet.fleet.asg_processes": {"name": "web"}, "register": "procs"},
+            {"name": "remember", "ec2fleet.fleet.deploy_lock": {**LOCK, "state": "updated", "run_id": "{{ lock.run_id }}",
                                                        "data": {"suspended": {"web": "{{ procs.suspended_now }}"},
                                                                 "standby": [host]}}},
-            {"name": "standby", "fleet_asg_standby": {"instance_id": host, "wait": False}},
+            {"name": "standby", "ec2fleet.fleet.asg_standby": {"instance_id": host, "wait": False}},
         ])
     assert not any(r.get("failed") for r in first)
     assert lifecycle(host) == "Standby" and suspended()
 
     # The next run takes the stale lock over and finishes the cleanup from `recovered`.
     second = run_tasks([
-        {"name": "lock", "fleet_deploy_lock": {**LOCK, "version": "2.0.0"}, "register": "lock"},
+        {"name": "lock", "ec2fleet.fleet.deploy_lock": {**LOCK, "version": "2.0.0"}, "register": "lock"},
         {"name": "return stale Standby hosts",
-         "fleet_asg_standby": {"instance_id": "{{ item }}", "state": "inservice", **FAST},
+         "ec2fleet.fleet.asg_standby": {"instance_id": "{{ item }}", "state": "inservice", **FAST},
          "loop": "{{ lock.recovered.data.standby | default([]) }}"},
         {"name": "resume what the killed run suspended",
-         "fleet_asg_processes": {"name": "{{ item.key }}", "state": "resumed", "processes": "{{ item.value }}"},
+         "ec2fleet.fleet.asg_processes": {"name": "{{ item.key }}", "state": "resumed", "processes": "{{ item.value }}"},
          "loop": "{{ lock.recovered.data.suspended | default({}) | dict2items }}"},
-        {"name": "release", "fleet_deploy_lock": {**LOCK, "state": "released", "run_id": "{{ lock.run_id }}"}},
+        {"name": "release", "ec2fleet.fleet.deploy_lock": {**LOCK, "state": "released", "run_id": "{{ lock.run_id }}"}},
     ])
     lock = second[0]
     assert lock["changed"] is True and "no longer running" in lock["msg"]

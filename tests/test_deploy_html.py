@@ -12,10 +12,11 @@ import zlib
 import pytest
 
 from browser import DomCounter, chromium
-from deploy_support import REPO, import_plugin
+from ansible_collections.ec2fleet.fleet.plugins.module_utils import deploy_html
+from ansible_collections.ec2fleet.fleet.plugins.modules import deploy_report as report_module
 
-deploy_html = import_plugin("plugins/module_utils/deploy_html.py", "deploy_html_under_test")
-report_module = import_plugin("plugins/modules/fleet_deploy_report.py", "fleet_deploy_report_for_html")
+from deploy_support import REPO
+
 
 START = 1_790_000_000.0  # 2026-09-21T13:33:20Z
 EVIL = "health gate: GET /healthz said <script>alert(1)</script> & \"quoted\" 'single' 502"

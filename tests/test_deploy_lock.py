@@ -13,7 +13,10 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from deploy_support import client, import_plugin, run_module, run_tasks
+from ansible_collections.ec2fleet.fleet.plugins.module_utils import aws as utils
+from ansible_collections.ec2fleet.fleet.plugins.modules import deploy_lock
+
+from deploy_support import client, run_module, run_tasks
 
 pytestmark = pytest.mark.emulator
 
@@ -43,16 +46,16 @@ def iso(delta_seconds):
 
 def test_one_run_acquires_updates_and_releases_and_a_second_run_is_refused(aws):
     results = run_tasks([
-        {"name": "acquire", "fleet_deploy_lock": {**LOCK_ARGS, "version": "2.0.0", "ttl": 600,
+        {"name": "acquire", "ec2fleet.fleet.deploy_lock": {**LOCK_ARGS, "version": "2.0.0", "ttl": 600,
                                                   "data": {"asg": "web"}}, "register": "lock"},
-        {"name": "acquire again, same run", "fleet_deploy_lock": {**LOCK_ARGS, "run_id": "{{ lock.run_id }}"}},
-        {"name": "record standby", "fleet_deploy_lock": {**LOCK_ARGS, "state": "updated", "ttl": 900,
+        {"name": "acquire again, same run", "ec2fleet.fleet.deploy_lock": {**LOCK_ARGS, "run_id": "{{ lock.run_id }}"}},
+        {"name": "record standby", "ec2fleet.fleet.deploy_lock": {**LOCK_ARGS, "state": "updated", "ttl": 900,
                                                          "run_id": "{{ lock.run_id }}",
                                                          "data": {"standby": ["i-1"]}}},
-        {"name": "a second deploy while this one runs", "fleet_deploy_lock": {**LOCK_ARGS, "version": "3.0.0"},
+        {"name": "a second deploy while this one runs", "ec2fleet.fleet.deploy_lock": {**LOCK_ARGS, "version": "3.0.0"},
          "ignore_errors": True},
-        {"name": "release", "fleet_deploy_lock": {**LOCK_ARGS, "state": "released", "run_id": "{{ lock.run_id }}"}},
-        {"name": "release again", "fleet_deploy_lock": {**LOCK_ARGS, "state": "released", "run_id": "{{ lock.run_id }}"}},
+        {"name": "release", "ec2fleet.fleet.deploy_lock": {**LOCK_ARGS, "state": "released", "run_id": "{{ lock.run_id }}"}},
+        {"name": "release again", "ec2fleet.fleet.deploy_lock": {**LOCK_ARGS, "state": "released", "run_id": "{{ lock.run_id }}"}},
     ])
     acquired, again, updated, second, released, released_again = results
     assert acquired["changed"] is True and acquired["name"] == NAME
@@ -76,10 +79,10 @@ def test_one_run_acquires_updates_and_releases_and_a_second_run_is_refused(aws):
 
 def test_lock_of_a_killed_run_is_taken_over_with_its_data(aws):
     # The ad-hoc `ansible` process that takes the lock exits right after: like a killed playbook.
-    first = run_module("fleet_deploy_lock", {**LOCK_ARGS, "version": "2.0.0",
+    first = run_module("ec2fleet.fleet.deploy_lock", {**LOCK_ARGS, "version": "2.0.0",
                                              "data": {"suspended": {"web": ["AZRebalance"]}, "standby": ["i-1"]}})
     assert first["changed"] is True
-    second = run_module("fleet_deploy_lock", {**LOCK_ARGS, "version": "2.0.0"})
+    second = run_module("ec2fleet.fleet.deploy_lock", {**LOCK_ARGS, "version": "2.0.0"})
     assert second["changed"] is True
     assert second["recovered"]["run_id"] == first["run_id"]
     assert second["recovered"]["data"] == {"suspended": {"web": ["AZRebalance"]}, "standby": ["i-1"]}
@@ -89,7 +92,7 @@ def test_lock_of_a_killed_run_is_taken_over_with_its_data(aws):
 
 def test_expired_lock_of_another_controller_is_taken_over(aws):
     old = put_lock(expires_at=iso(-5), data={"standby": ["i-9"]})
-    result = run_module("fleet_deploy_lock", {**LOCK_ARGS, "version": "2.0.0"})
+    result = run_module("ec2fleet.fleet.deploy_lock", {**LOCK_ARGS, "version": "2.0.0"})
     assert result["changed"] is True
     assert result["recovered"] == old
     assert f"expired at {old['expires_at']}" in result["msg"]
@@ -99,7 +102,7 @@ def test_expired_lock_of_another_controller_is_taken_over(aws):
 @pytest.mark.parametrize("check", [False, True], ids=["run", "check-mode"])
 def test_live_lock_of_another_controller_is_refused_with_details(aws, check):
     holder = put_lock(expires_at=iso(1800))
-    result = run_module("fleet_deploy_lock", {**LOCK_ARGS, "version": "2.0.0"}, check=check)
+    result = run_module("ec2fleet.fleet.deploy_lock", {**LOCK_ARGS, "version": "2.0.0"}, check=check)
     assert result["failed"] is True
     assert result["msg"] == (
         f"deploy lock {NAME} is held by alice@other-controller (pid 1234 on other-controller), deploying "
@@ -110,18 +113,18 @@ def test_live_lock_of_another_controller_is_refused_with_details(aws, check):
 
 def test_force_takes_over_and_force_releases(aws):
     holder = put_lock(expires_at=iso(1800))
-    refused = run_module("fleet_deploy_lock", {**LOCK_ARGS, "state": "released", "run_id": "mine"})
+    refused = run_module("ec2fleet.fleet.deploy_lock", {**LOCK_ARGS, "state": "released", "run_id": "mine"})
     assert refused["failed"] is True and "not releasing it" in refused["msg"]
-    taken = run_module("fleet_deploy_lock", {**LOCK_ARGS, "force": True})
+    taken = run_module("ec2fleet.fleet.deploy_lock", {**LOCK_ARGS, "force": True})
     assert taken["changed"] is True and taken["recovered"] == holder and "(forced)" in taken["msg"]
     put_lock(expires_at=iso(1800))
-    released = run_module("fleet_deploy_lock", {**LOCK_ARGS, "state": "released", "force": True})
+    released = run_module("ec2fleet.fleet.deploy_lock", {**LOCK_ARGS, "state": "released", "force": True})
     assert released["changed"] is True and "(forced)" in released["msg"]
     assert stored() is None
 
 
 def test_check_mode_changes_nothing(aws):
-    result = run_module("fleet_deploy_lock", {"name": "/custom/lock", "version": "2.0.0"}, check=True)
+    result = run_module("ec2fleet.fleet.deploy_lock", {"name": "/custom/lock", "version": "2.0.0"}, check=True)
     assert result["changed"] is True and result["msg"] == "would acquire deploy lock /custom/lock"
     assert result["lock"]["version"] == "2.0.0"
     assert client("ssm").describe_parameters()["Parameters"] == []
@@ -130,9 +133,9 @@ def test_check_mode_changes_nothing(aws):
 def test_update_by_a_run_that_does_not_hold_it_fails(aws):
     put_lock(expires_at=iso(1800))
     other, missing = run_tasks([
-        {"name": "not ours", "fleet_deploy_lock": {**LOCK_ARGS, "state": "updated", "run_id": "mine", "data": {"x": 1}},
+        {"name": "not ours", "ec2fleet.fleet.deploy_lock": {**LOCK_ARGS, "state": "updated", "run_id": "mine", "data": {"x": 1}},
          "ignore_errors": True},
-        {"name": "nobody's", "fleet_deploy_lock": {"name": "/nothing/here", "state": "updated", "run_id": "mine"},
+        {"name": "nobody's", "ec2fleet.fleet.deploy_lock": {"name": "/nothing/here", "state": "updated", "run_id": "mine"},
          "ignore_errors": True},
     ])
     assert other["failed"] is True and "not by run mine; not updating it" in other["msg"]
@@ -141,14 +144,14 @@ def test_update_by_a_run_that_does_not_hold_it_fails(aws):
 
 
 def test_value_over_the_tier_limit_fails_clearly(aws):
-    result = run_module("fleet_deploy_lock", {**LOCK_ARGS, "data": {"standby": ["i-%017d" % n for n in range(300)]}})
+    result = run_module("ec2fleet.fleet.deploy_lock", {**LOCK_ARGS, "data": {"standby": ["i-%017d" % n for n in range(300)]}})
     assert result["failed"] is True
     assert "over the 4096-byte limit of the Standard tier" in result["msg"]
     assert stored() is None
 
 
 def test_bad_arguments_are_refused(aws):
-    results = run_tasks([{"name": f"case {n}", "fleet_deploy_lock": args, "ignore_errors": True} for n, args in
+    results = run_tasks([{"name": f"case {n}", "ec2fleet.fleet.deploy_lock": args, "ignore_errors": True} for n, args in
                          enumerate([{"version": "1"}, {**LOCK_ARGS, "ttl": 0}, {**LOCK_ARGS, "state": "released"}])])
     assert [r["failed"] for r in results] == [True] * 3
     assert "one of the following is required: name, app" in results[0]["msg"]
@@ -160,7 +163,7 @@ def test_bad_arguments_are_refused(aws):
 
 @pytest.fixture(scope="module")
 def lockmod():
-    return import_plugin("plugins/modules/fleet_deploy_lock.py", "fleet_deploy_lock_under_test")
+    return deploy_lock
 
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
@@ -199,7 +202,7 @@ def test_process_alive_sees_dead_and_reused_pids(lockmod):
 def test_controller_process_is_the_outermost_ansible(aws):
     """Run under ansible-playbook, the recorded pid is the playbook process itself (not one of its
     worker forks, which share its command line but die after each task)."""
-    results, playbook_pid = run_tasks([{"name": "acquire", "fleet_deploy_lock": LOCK_ARGS}], with_pid=True)
+    results, playbook_pid = run_tasks([{"name": "acquire", "ec2fleet.fleet.deploy_lock": LOCK_ARGS}], with_pid=True)
     assert results[0]["lock"]["pid"] == playbook_pid
 
 
@@ -218,7 +221,6 @@ class _FakeModule:
 def test_takeover_race_the_first_writer_wins(aws, lockmod):
     """Two runs take over the same expired lock: another run's write lands between our read and
     our write (a real write to the emulator); we detect the gap, put the winner's value back and fail."""
-    utils = sys.modules["ansible.module_utils.fleet_deploy"]
     put_lock(expires_at=iso(-60))
     winner = {"owner": "bob@c2", "controller": "c2", "pid": 7, "run_id": "winner", "expires_at": iso(600)}
 
@@ -227,8 +229,8 @@ def test_takeover_race_the_first_writer_wins(aws, lockmod):
             client("ssm").put_parameter(Name=NAME, Value=json.dumps(winner), Type="String", Overwrite=True)
             return super().overwrite(lock)
 
-    store = RacingStore(utils.Aws({}), NAME, "Standard")
-    with pytest.raises(utils.DeployError, match="another run took it over at the same moment"):
+    store = RacingStore(utils.AwsCalls({}), NAME, "Standard")
+    with pytest.raises(utils.FleetAWSError, match="another run took it over at the same moment"):
         lockmod.acquire(_FakeModule(), store, datetime.now(timezone.utc))
     assert stored() == winner
 
@@ -236,7 +238,6 @@ def test_takeover_race_the_first_writer_wins(aws, lockmod):
 def test_takeover_race_with_a_release_and_fresh_lock_in_between(aws, lockmod):
     """Between our read of the expired lock and our write, its holder releases it and a third run
     creates a fresh one (version numbering restarts): our write must not steal it."""
-    utils = sys.modules["ansible.module_utils.fleet_deploy"]
     put_lock(expires_at=iso(-60))
     put_lock(expires_at=iso(-30))  # version 2, so a restart at 1 is visible
     fresh = {"owner": "carol@c3", "controller": "c3", "pid": 8, "run_id": "fresh", "expires_at": iso(600)}
@@ -248,7 +249,7 @@ def test_takeover_race_with_a_release_and_fresh_lock_in_between(aws, lockmod):
             ssm.put_parameter(Name=NAME, Value=json.dumps(fresh), Type="String", Overwrite=False)
             return super().overwrite(lock)
 
-    store = RacingStore(utils.Aws({}), NAME, "Standard")
-    with pytest.raises(utils.DeployError, match="another run took it over at the same moment"):
+    store = RacingStore(utils.AwsCalls({}), NAME, "Standard")
+    with pytest.raises(utils.FleetAWSError, match="another run took it over at the same moment"):
         lockmod.acquire(_FakeModule(), store, datetime.now(timezone.utc))
     assert stored() == fresh

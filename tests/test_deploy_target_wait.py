@@ -9,7 +9,9 @@ import sys
 
 import pytest
 
-from deploy_support import client, import_plugin, registered, run_module, run_tasks, web_fleet
+from ansible_collections.ec2fleet.fleet.plugins.module_utils import deploy as deploy_utils
+
+from deploy_support import client, registered, run_module, run_tasks, web_fleet
 
 pytestmark = pytest.mark.emulator
 
@@ -36,12 +38,12 @@ def test_register_wait_and_deregister_a_host_outside_any_asg(aws):
     elbv2 = client("elbv2")
     api = elbv2.create_target_group(Name="api8080", Protocol="HTTP", Port=8080, VpcId=fleet.vpc_id)["TargetGroups"][0]["TargetGroupArn"]
     reg, again, dereg = run_tasks([
-        {"name": "register", "fleet_target_wait": {"instance_id": host, "state": "registered",
+        {"name": "register", "ec2fleet.fleet.target_wait": {"instance_id": host, "state": "registered",
                                                    "target_groups": ["web", api], **FAST}},
-        {"name": "register again", "fleet_target_wait": {"instance_id": host, "state": "registered",
+        {"name": "register again", "ec2fleet.fleet.target_wait": {"instance_id": host, "state": "registered",
                                                          "target_groups": ["web", api], **FAST}},
         # No target_groups: every target group it is registered in now.
-        {"name": "deregister", "fleet_target_wait": {"instance_id": host, "state": "deregistered", **FAST}},
+        {"name": "deregister", "ec2fleet.fleet.target_wait": {"instance_id": host, "state": "deregistered", **FAST}},
     ])
     assert reg["changed"] is True and reg["registered_now"] == [arns[0], api]
     assert reg["target_states"][arns[0]] == [{"port": 80, "state": "healthy", "reason": "", "description": ""}]
@@ -61,7 +63,7 @@ def test_health_wait_lasts_until_the_host_is_healthy(aws):
     _bg, result = run_tasks([
         later(f"boto3.client('ec2').start_instances(InstanceIds=['{ids[0]}'])"),
         # No target groups given: those of the instance's ASG.
-        {"name": "wait healthy", "fleet_target_wait": {"instance_id": ids[0], "timeout": 60, **FAST}},
+        {"name": "wait healthy", "ec2fleet.fleet.target_wait": {"instance_id": ids[0], "timeout": 60, **FAST}},
     ])
     assert result["changed"] is False and result["target_groups"] == arns
     assert result["waited_seconds"] > 0
@@ -72,7 +74,7 @@ def test_absent_wait_lasts_until_deregistered(aws):
     ids, arns, _ = web_fleet(size=2)
     _bg, result = run_tasks([
         later(f"boto3.client('elbv2').deregister_targets(TargetGroupArn='{arns[0]}', Targets=[{{'Id': '{ids[0]}'}}])"),
-        {"name": "wait gone", "fleet_target_wait": {"instance_id": ids[0], "state": "absent", "asg_name": "web",
+        {"name": "wait gone", "ec2fleet.fleet.target_wait": {"instance_id": ids[0], "state": "absent", "asg_name": "web",
                                                     "timeout": 60, **FAST}},
     ])
     assert result["waited_seconds"] > 0 and result["target_states"] == {arns[0]: []}
@@ -83,9 +85,9 @@ def test_timeouts_name_each_target_group_state(aws):
     ids, arns, fleet = web_fleet(size=2, tg_names=("web", "api"))
     client("ec2").stop_instances(InstanceIds=[ids[0]])
     healthy, absent = run_tasks([
-        {"name": "never healthy", "fleet_target_wait": {"instance_id": ids[0], "timeout": 1, **FAST},
+        {"name": "never healthy", "ec2fleet.fleet.target_wait": {"instance_id": ids[0], "timeout": 1, **FAST},
          "ignore_errors": True},
-        {"name": "never gone", "fleet_target_wait": {"instance_id": ids[1], "state": "absent",
+        {"name": "never gone", "ec2fleet.fleet.target_wait": {"instance_id": ids[1], "state": "absent",
                                                      "target_groups": ["web"], "timeout": 1, **FAST},
          "ignore_errors": True},
     ])
@@ -100,7 +102,7 @@ def test_timeouts_name_each_target_group_state(aws):
 def test_check_mode_changes_nothing(aws):
     _ids, arns, fleet = web_fleet(size=1)
     host = plain_instance(fleet)
-    result = run_module("fleet_target_wait", {"instance_id": host, "state": "registered", "target_group_arns": arns},
+    result = run_module("ec2fleet.fleet.target_wait", {"instance_id": host, "state": "registered", "target_group_arns": arns},
                         check=True)
     assert result["changed"] is True and result["registered_now"] == arns and "would change" in result["msg"]
     assert not registered(arns[0], host)
@@ -116,7 +118,7 @@ def test_failures_are_one_clear_line(aws):
         ({"instance_id": host}, f"no target group to wait on for {host}"),
         ({"instance_id": ids[0], "asg_name": "ghost"}, "Auto Scaling group 'ghost' not found"),
     ]
-    results = run_tasks([{"name": f"case {n}", "fleet_target_wait": args, "ignore_errors": True}
+    results = run_tasks([{"name": f"case {n}", "ec2fleet.fleet.target_wait": args, "ignore_errors": True}
                          for n, (args, _) in enumerate(cases)])
     for result, (_args, expected) in zip(results, cases):
         assert result["failed"] is True
@@ -128,8 +130,7 @@ def test_failures_are_one_clear_line(aws):
 
 @pytest.fixture(scope="module")
 def utils():
-    import_plugin("plugins/modules/fleet_target_wait.py", "fleet_target_wait_under_test")
-    return sys.modules["ansible.module_utils.fleet_deploy"]
+    return deploy_utils
 
 
 def entry(state, port=80, reason="", description=""):

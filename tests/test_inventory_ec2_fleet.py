@@ -4,7 +4,6 @@ duplicates, filters, cache, skipped regions and every error path (in-process and
 from __future__ import annotations
 
 import os
-import sys
 import threading
 import time
 
@@ -60,9 +59,9 @@ def ec2(region=REGION):
 # -- docs ------------------------------------------------------------------------------------
 
 def test_ansible_doc_renders_full_docs_with_examples():
-    proc = run_cli("ansible-doc", "-t", "inventory", "ec2_fleet")
+    proc = run_cli("ansible-doc", "-t", "inventory", "ec2fleet.fleet.ec2_fleet")
     assert proc.returncode == 0, proc.stderr
-    for word in ("EXAMPLES", "plugin: ec2_fleet", "assume_role_arn", "keyed_groups", "cache_plugin",
+    for word in ("EXAMPLES", "plugin: ec2fleet.fleet.ec2_fleet", "assume_role_arn", "keyed_groups", "cache_plugin",
                  "ssh_via_bastion", "target_group_arns", "asg_lifecycle_state", "ec2_private_ip_address"):
         assert word in proc.stdout, word
 
@@ -70,7 +69,7 @@ def test_ansible_doc_renders_full_docs_with_examples():
 # -- groups and hostvars ---------------------------------------------------------------------
 
 def test_default_groups_and_curated_hostvars(small_fleet, tmp_path):
-    inventory, _ = parse_inventory(write_config(tmp_path, {"plugin": "ec2_fleet", "regions": [REGION]}))
+    inventory, _ = parse_inventory(write_config(tmp_path, {"plugin": "ec2fleet.fleet.ec2_fleet", "regions": [REGION]}))
     assert group_hosts(inventory, "bastion") == ["bastion-1"]
     assert group_hosts(inventory, "asg_web_prod") == ["web-0001", "web-0002", "web-0003"]
     assert group_hosts(inventory, "asg_worker_prod") == ["worker-0001", "worker-0002"]
@@ -110,7 +109,7 @@ def test_asg_lifecycle_health_protection(small_fleet, tmp_path):
     autoscaling.set_instance_protection(AutoScalingGroupName="web-prod", InstanceIds=[protected],
                                         ProtectedFromScaleIn=True)
     autoscaling.set_instance_health(InstanceId=unhealthy, HealthStatus="Unhealthy")
-    inventory, _ = parse_inventory(write_config(tmp_path, {"plugin": "ec2_fleet", "regions": [REGION]}))
+    inventory, _ = parse_inventory(write_config(tmp_path, {"plugin": "ec2fleet.fleet.ec2_fleet", "regions": [REGION]}))
     by_id = {h.vars["ec2_instance_id"]: h.vars for h in inventory.hosts.values()}
     assert by_id[standby]["asg_lifecycle_state"] == "Standby"
     assert by_id[protected]["asg_protected_from_scale_in"] is True
@@ -119,7 +118,7 @@ def test_asg_lifecycle_health_protection(small_fleet, tmp_path):
 
 
 def test_asg_off_default_groups_subset_and_custom_tags(small_fleet, tmp_path):
-    config = {"plugin": "ec2_fleet", "regions": [REGION], "asg": False,
+    config = {"plugin": "ec2fleet.fleet.ec2_fleet", "regions": [REGION], "asg": False,
               "default_groups": ["role", "region"], "role_tag": "Env"}
     inventory, _ = parse_inventory(write_config(tmp_path, config))
     assert "asg_web_prod" not in inventory.groups and "bastion" not in inventory.groups
@@ -134,7 +133,7 @@ def test_target_group_membership(small_fleet, tmp_path):
                                     TargetType="instance")["TargetGroups"][0]["TargetGroupArn"]
     web_ids = small_fleet.asgs["web-prod"]
     elbv2.register_targets(TargetGroupArn=arn, Targets=[{"Id": i, "Port": 80} for i in web_ids[:2]])
-    inventory, _ = parse_inventory(write_config(tmp_path, {"plugin": "ec2_fleet", "regions": [REGION],
+    inventory, _ = parse_inventory(write_config(tmp_path, {"plugin": "ec2fleet.fleet.ec2_fleet", "regions": [REGION],
                                                            "target_groups": True}))
     by_id = {h.vars["ec2_instance_id"]: h.vars for h in inventory.hosts.values()}
     assert by_id[web_ids[0]]["target_group_arns"] == [arn]
@@ -143,7 +142,7 @@ def test_target_group_membership(small_fleet, tmp_path):
 
 
 def test_full_description_adds_every_field(small_fleet, tmp_path):
-    config = {"plugin": "ec2_fleet", "regions": [REGION], "full_description": True}
+    config = {"plugin": "ec2fleet.fleet.ec2_fleet", "regions": [REGION], "full_description": True}
     inventory, _ = parse_inventory(write_config(tmp_path, config))
     web = hostvars(inventory, "web-0001")
     assert web["instance_id"] == web["ec2_instance_id"]
@@ -169,7 +168,7 @@ def test_bastion_proxyjump_per_vpc(aws, tmp_path):
     ips = {i["InstanceId"]: i.get("PublicIpAddress") for r in ec2().describe_instances()["Reservations"]
            for i in r["Instances"]}
 
-    inventory, _ = parse_inventory(write_config(tmp_path, {"plugin": "ec2_fleet", "regions": [REGION]}))
+    inventory, _ = parse_inventory(write_config(tmp_path, {"plugin": "ec2fleet.fleet.ec2_fleet", "regions": [REGION]}))
     assert group_hosts(inventory, "bastion") == ["bastion-a", "bastion-b"]
     assert hostvars(inventory, "bastion-a")["ansible_host"] == ips[bastion_a]
     assert "ansible_ssh_common_args" not in hostvars(inventory, "bastion-a")
@@ -184,7 +183,7 @@ def test_bastion_proxyjump_per_vpc(aws, tmp_path):
     assert edge["ansible_host"] == edge["ec2_public_ip_address"] and "ansible_ssh_common_args" not in edge
 
     # ...and through the bastion with ssh_via_bastion=always; user and port are configurable.
-    config = {"plugin": "ec2_fleet", "regions": [REGION], "ssh_via_bastion": "always",
+    config = {"plugin": "ec2fleet.fleet.ec2_fleet", "regions": [REGION], "ssh_via_bastion": "always",
               "bastion_user": "jump", "bastion_port": 2222}
     inventory, _ = parse_inventory(write_config(tmp_path, config, name="always"))
     edge = hostvars(inventory, "edge-a")
@@ -192,12 +191,12 @@ def test_bastion_proxyjump_per_vpc(aws, tmp_path):
     assert edge["ansible_ssh_common_args"] == f"-o ProxyJump=jump@{ips[bastion_a]}:2222"
     assert hostvars(inventory, "app-b")["ansible_ssh_common_args"] == f"-o ProxyJump=jump@{ips[bastion_b]}:2222"
 
-    config = {"plugin": "ec2_fleet", "regions": [REGION], "ssh_via_bastion": "never"}
+    config = {"plugin": "ec2fleet.fleet.ec2_fleet", "regions": [REGION], "ssh_via_bastion": "never"}
     inventory, _ = parse_inventory(write_config(tmp_path, config, name="never"))
     assert not any("ansible_ssh_common_args" in h.vars for h in inventory.hosts.values())
 
     # compose overrides the wiring (what the local fleet does to reach its containers).
-    config = {"plugin": "ec2_fleet", "regions": [REGION],
+    config = {"plugin": "ec2fleet.fleet.ec2_fleet", "regions": [REGION],
               "compose": {"ansible_host": "'127.0.0.1'", "ansible_ssh_common_args": "''"}}
     inventory, _ = parse_inventory(write_config(tmp_path, config, name="compose"))
     assert hostvars(inventory, "app-a")["ansible_host"] == "127.0.0.1"
@@ -208,7 +207,7 @@ def test_bastion_tag_configurable(aws, tmp_path):
     net = fleet.make_network(REGION)
     fleet.run_instances(REGION, net.public_subnets[0], tags={"Name": "jump", "Bastion": "yes"}, public=True)
     fleet.run_instances(REGION, net.private_subnets[0], tags={"Name": "app"})
-    config = {"plugin": "ec2_fleet", "regions": [REGION], "bastion_tag_key": "Bastion", "bastion_tag_value": "yes"}
+    config = {"plugin": "ec2fleet.fleet.ec2_fleet", "regions": [REGION], "bastion_tag_key": "Bastion", "bastion_tag_value": "yes"}
     inventory, _ = parse_inventory(write_config(tmp_path, config))
     assert group_hosts(inventory, "bastion") == ["jump"]
     jump_ip = hostvars(inventory, "jump")["ec2_public_ip_address"]
@@ -224,7 +223,7 @@ def test_hostname_preferences(aws, tmp_path):
     ips = {i["InstanceId"]: i["PrivateIpAddress"] for r in ec2().describe_instances()["Reservations"]
            for i in r["Instances"]}
 
-    config = {"plugin": "ec2_fleet", "regions": [REGION], "hostnames": ["tag:Name", "private-ip-address"]}
+    config = {"plugin": "ec2fleet.fleet.ec2_fleet", "regions": [REGION], "hostnames": ["tag:Name", "private-ip-address"]}
     inventory, _ = parse_inventory(write_config(tmp_path, config))
     assert set(inventory.hosts) == {"named", ips[unnamed]}
 
@@ -247,12 +246,12 @@ def test_duplicate_hostnames_never_collapse(aws, tmp_path):
     first = fleet.run_instances(REGION, net.private_subnets[0], tags={"Name": "twin"})[0]
     second = fleet.run_instances(REGION, net.private_subnets[0], tags={"Name": "twin"})[0]
     earlier, later = sorted([first, second])
-    inventory, plugin = parse_inventory(write_config(tmp_path, {"plugin": "ec2_fleet", "regions": [REGION]}))
+    inventory, plugin = parse_inventory(write_config(tmp_path, {"plugin": "ec2fleet.fleet.ec2_fleet", "regions": [REGION]}))
     assert set(inventory.hosts) == {"twin", f"twin-{later}"}
     assert hostvars(inventory, "twin")["ec2_instance_id"] == earlier
     assert any("twin" in w and later in w for w in plugin._warnings)
 
-    config = {"plugin": "ec2_fleet", "regions": [REGION], "strict_hostnames": True}
+    config = {"plugin": "ec2fleet.fleet.ec2_fleet", "regions": [REGION], "strict_hostnames": True}
     with pytest.raises(AnsibleError, match=f"hostname 'twin' of {later} is already used by {earlier}"):
         parse_inventory(write_config(tmp_path, config, name="strict"))
 
@@ -274,7 +273,7 @@ def test_filters_include_exclude_and_states(aws, tmp_path):
     ec2().stop_instances(InstanceIds=[stopped])
 
     def hosts(name, **options):
-        config = {"plugin": "ec2_fleet", "regions": [REGION], **options}
+        config = {"plugin": "ec2fleet.fleet.ec2_fleet", "regions": [REGION], **options}
         return set(parse_inventory(write_config(tmp_path, config, name=name))[0].hosts)
 
     assert hosts("all") == {"web-prod", "web-dev", "db-prod", "big"}  # running only by default
@@ -292,7 +291,7 @@ def test_filters_include_exclude_and_states(aws, tmp_path):
 
 def test_keyed_groups_groups_compose(small_fleet, tmp_path):
     config = {
-        "plugin": "ec2_fleet", "regions": [REGION],
+        "plugin": "ec2fleet.fleet.ec2_fleet", "regions": [REGION],
         "keyed_groups": [
             {"key": "ec2_tags.Role", "prefix": "tag"},
             {"key": "ec2_tags['Env']", "prefix": "environment", "parent_group": "envs"},
@@ -318,7 +317,7 @@ def test_keyed_groups_groups_compose(small_fleet, tmp_path):
 
 
 def test_strict_makes_bad_expressions_fatal(small_fleet, tmp_path):
-    lenient = {"plugin": "ec2_fleet", "regions": [REGION], "compose": {"x": "ec2_tags.Nope.deeper"},
+    lenient = {"plugin": "ec2fleet.fleet.ec2_fleet", "regions": [REGION], "compose": {"x": "ec2_tags.Nope.deeper"},
                "keyed_groups": [{"key": "no_such_var", "prefix": "k"}]}
     inventory, _ = parse_inventory(write_config(tmp_path, lenient))
     assert "x" not in hostvars(inventory, "web-0001")
@@ -333,7 +332,7 @@ def test_regions_concurrent_and_disabled_region_skipped(aws, tmp_path):
         net = fleet.make_network(region, cidr=f"10.{r}.0.0/16")
         fleet.run_instances(region, net.private_subnets[0], tags={"Name": f"app-{region}"})
     # ap-east-1 is an opt-in region the (emulated) account has not enabled.
-    config = {"plugin": "ec2_fleet", "regions": ["us-east-1", "eu-west-1", "ap-east-1"]}
+    config = {"plugin": "ec2fleet.fleet.ec2_fleet", "regions": ["us-east-1", "eu-west-1", "ap-east-1"]}
     inventory, plugin = parse_inventory(write_config(tmp_path, config))
     assert set(inventory.hosts) == {"app-us-east-1", "app-eu-west-1"}
     assert hostvars(inventory, "app-eu-west-1")["ec2_region"] == "eu-west-1"
@@ -348,7 +347,7 @@ def test_regions_concurrent_and_disabled_region_skipped(aws, tmp_path):
 def test_empty_regions_means_every_enabled_region(aws, tmp_path):
     net = fleet.make_network("sa-east-1")
     fleet.run_instances("sa-east-1", net.private_subnets[0], tags={"Name": "far-away"})
-    inventory, _ = parse_inventory(write_config(tmp_path, {"plugin": "ec2_fleet", "regions": []}))
+    inventory, _ = parse_inventory(write_config(tmp_path, {"plugin": "ec2fleet.fleet.ec2_fleet", "regions": []}))
     assert set(inventory.hosts) == {"far-away"}
     assert hostvars(inventory, "far-away")["ec2_region"] == "sa-east-1"
 
@@ -356,9 +355,8 @@ def test_empty_regions_means_every_enabled_region(aws, tmp_path):
 def test_region_pool_is_bounded(aws, tmp_path, monkeypatch):
     from ansible.plugins.loader import inventory_loader
 
-    inventory_loader.add_directory(str(REPO / "plugins" / "inventory"))
     regions = ["us-east-1", "us-east-2", "us-west-1", "us-west-2", "eu-west-1", "eu-central-1"]
-    cls = type(inventory_loader.get("ec2_fleet"))
+    cls = type(inventory_loader.get("ec2fleet.fleet.ec2_fleet"))
     original = cls._query_region
     active, peak, lock = [0], [0], threading.Lock()
 
@@ -374,17 +372,17 @@ def test_region_pool_is_bounded(aws, tmp_path, monkeypatch):
                 active[0] -= 1
 
     monkeypatch.setattr(cls, "_query_region", tracking)
-    parse_inventory(write_config(tmp_path, {"plugin": "ec2_fleet", "regions": regions, "max_concurrency": 2}))
+    parse_inventory(write_config(tmp_path, {"plugin": "ec2fleet.fleet.ec2_fleet", "regions": regions, "max_concurrency": 2}))
     assert peak[0] == 2
     peak[0] = 0
-    parse_inventory(write_config(tmp_path, {"plugin": "ec2_fleet", "regions": regions}, name="default"))
+    parse_inventory(write_config(tmp_path, {"plugin": "ec2fleet.fleet.ec2_fleet", "regions": regions}, name="default"))
     assert peak[0] == 4  # the default bound
 
 
 # -- cache -----------------------------------------------------------------------------------
 
 def cached_config(tmp_path, **extra):
-    return {"plugin": "ec2_fleet", "regions": [REGION], "cache": True,
+    return {"plugin": "ec2fleet.fleet.ec2_fleet", "regions": [REGION], "cache": True,
             "cache_plugin": "jsonfile", "cache_connection": str(tmp_path / "cache"), **extra}
 
 
@@ -443,7 +441,7 @@ def test_cli_warm_cache_answers_without_aws(small_fleet, aws, tmp_path):
 # -- credentials, roles, endpoints -----------------------------------------------------------
 
 def test_assume_role_uses_the_role_account(small_fleet, tmp_path):
-    same = {"plugin": "ec2_fleet", "regions": [REGION], "assume_role_arn": "arn:aws:iam::123456789012:role/fleet-read"}
+    same = {"plugin": "ec2fleet.fleet.ec2_fleet", "regions": [REGION], "assume_role_arn": "arn:aws:iam::123456789012:role/fleet-read"}
     inventory, _ = parse_inventory(write_config(tmp_path, same))
     assert len(inventory.hosts) == 6
     # Another account (moto keeps one backend per account): the role sees none of these.
@@ -458,16 +456,16 @@ def test_profile_from_shared_files(small_fleet, tmp_path, monkeypatch):
     for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
         monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(credentials))
-    inventory, _ = parse_inventory(write_config(tmp_path, {"plugin": "ec2_fleet", "regions": [REGION], "profile": "fleet"}))
+    inventory, _ = parse_inventory(write_config(tmp_path, {"plugin": "ec2fleet.fleet.ec2_fleet", "regions": [REGION], "profile": "fleet"}))
     assert len(inventory.hosts) == 6
     with pytest.raises(AnsibleError, match="AWS profile 'nope' not found"):
-        parse_inventory(write_config(tmp_path, {"plugin": "ec2_fleet", "regions": [REGION], "profile": "nope"}, name="n"))
+        parse_inventory(write_config(tmp_path, {"plugin": "ec2fleet.fleet.ec2_fleet", "regions": [REGION], "profile": "nope"}, name="n"))
 
 
 def test_endpoint_url_option_overrides_environment(small_fleet, tmp_path, monkeypatch):
     endpoint = os.environ["AWS_ENDPOINT_URL"]
     monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
-    config = {"plugin": "ec2_fleet", "regions": [REGION], "endpoint_url": endpoint}
+    config = {"plugin": "ec2fleet.fleet.ec2_fleet", "regions": [REGION], "endpoint_url": endpoint}
     inventory, _ = parse_inventory(write_config(tmp_path, config))
     assert len(inventory.hosts) == 6
 
@@ -492,14 +490,14 @@ def test_endpoint_url_option_overrides_environment(small_fleet, tmp_path, monkey
     ],
 )
 def test_bad_options_name_the_option_and_allowed_values(aws, tmp_path, options, expected):
-    config = {"plugin": "ec2_fleet", "regions": [REGION], **options}
+    config = {"plugin": "ec2fleet.fleet.ec2_fleet", "regions": [REGION], **options}
     with pytest.raises(AnsibleError) as err:
         parse_inventory(write_config(tmp_path, config))
     assert expected in str(err.value)
 
 
 def test_bad_option_through_cli_exits_non_zero(aws, tmp_path):
-    path = write_config(tmp_path, {"plugin": "ec2_fleet", "regions": [REGION], "states": ["sleeping"]})
+    path = write_config(tmp_path, {"plugin": "ec2fleet.fleet.ec2_fleet", "regions": [REGION], "states": ["sleeping"]})
     proc = run_cli("ansible-inventory", "-i", str(path), "--list")
     assert proc.returncode != 0
     assert "option states has invalid value(s) sleeping; allowed values are:" in proc.stderr
@@ -522,7 +520,7 @@ def test_no_credentials(aws, tmp_path, monkeypatch):
         monkeypatch.delenv(key, raising=False)
     # No instance role either: the metadata service lookup must not leave the machine.
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    path = write_config(tmp_path, {"plugin": "ec2_fleet", "regions": [REGION]})
+    path = write_config(tmp_path, {"plugin": "ec2fleet.fleet.ec2_fleet", "regions": [REGION]})
     with pytest.raises(AnsibleError) as err:
         parse_inventory(path)
     assert "no AWS credentials found" in _one_line_error(err)
@@ -532,7 +530,7 @@ def test_no_credentials(aws, tmp_path, monkeypatch):
 
 def test_unreachable_endpoint(aws, tmp_path):
     url = f"http://127.0.0.1:{free_port()}"
-    config = {"plugin": "ec2_fleet", "regions": [REGION], "endpoint_url": url, "max_attempts": 1}
+    config = {"plugin": "ec2fleet.fleet.ec2_fleet", "regions": [REGION], "endpoint_url": url, "max_attempts": 1}
     with pytest.raises(AnsibleError) as err:
         parse_inventory(write_config(tmp_path, config))
     message = _one_line_error(err)
@@ -543,7 +541,7 @@ def test_unreachable_endpoint(aws, tmp_path):
 
 def test_access_denied(small_fleet, tmp_path):
     with DenyingEndpoint(os.environ["AWS_ENDPOINT_URL"], ["ec2"]) as deny:
-        config = {"plugin": "ec2_fleet", "regions": [REGION], "endpoint_url": deny.url}
+        config = {"plugin": "ec2fleet.fleet.ec2_fleet", "regions": [REGION], "endpoint_url": deny.url}
         with pytest.raises(AnsibleError) as err:
             parse_inventory(write_config(tmp_path, config))
         message = _one_line_error(err)
@@ -554,7 +552,7 @@ def test_access_denied(small_fleet, tmp_path):
 
 def test_strict_permissions_off_drops_only_denied_extras(small_fleet, tmp_path):
     with DenyingEndpoint(os.environ["AWS_ENDPOINT_URL"], ["autoscaling"]) as deny:
-        config = {"plugin": "ec2_fleet", "regions": [REGION], "endpoint_url": deny.url}
+        config = {"plugin": "ec2fleet.fleet.ec2_fleet", "regions": [REGION], "endpoint_url": deny.url}
         with pytest.raises(AnsibleError, match="cannot query EC2 inventory .*access denied"):
             parse_inventory(write_config(tmp_path, config))
         inventory, plugin = parse_inventory(write_config(tmp_path, {**config, "strict_permissions": False}, name="lax"))
@@ -563,8 +561,11 @@ def test_strict_permissions_off_drops_only_denied_extras(small_fleet, tmp_path):
 
 
 def test_fleet_aws_is_one_module_for_plugin_and_tools(aws, tmp_path):
-    parse_inventory(write_config(tmp_path, {"plugin": "ec2_fleet", "regions": [REGION]}))
-    assert sys.modules["ec2fleet_fleet_aws"] is fleet_aws_module()
+    from ec2fleet.aws import client_layer
+
+    _, plugin = parse_inventory(write_config(tmp_path, {"plugin": "ec2fleet.fleet.ec2_fleet", "regions": [REGION]}))
+    assert plugin._fleet_aws is fleet_aws_module() is client_layer
+    assert client_layer.__name__ == "ansible_collections.ec2fleet.fleet.plugins.module_utils.aws"
 
 
 def test_production_example_is_valid_and_works(small_fleet, tmp_path):

@@ -1,4 +1,4 @@
-"""plugins/module_utils/fleet_aws.py: the one boto3 client factory (region, profile, assume role,
+"""plugins/module_utils/aws.py: the one boto3 client factory (region, profile, assume role,
 endpoint override, retries) and its one-line error messages."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import botocore.exceptions
 import pytest
 
 from ec2fleet.emulator import free_port
-from inventory_support import REPO, fleet_aws_module
+from ansible_collections.ec2fleet.fleet.plugins.module_utils import aws as fleet_aws
 
-fleet_aws = fleet_aws_module()
+
 
 
 def test_endpoint_from_argument_then_environment(monkeypatch):
@@ -91,9 +91,8 @@ def test_error_kinds_and_one_line_messages(exc, kind, text):
 def test_module_imports_only_stdlib_and_boto():
     """It is shipped inside module payloads: no import of the controller's ansible code."""
     code = (
-        "import sys, importlib.util\n"
-        f"spec = importlib.util.spec_from_file_location('m', {str(REPO / 'plugins/module_utils/fleet_aws.py')!r})\n"
-        "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)\n"
+        "import sys\n"
+        "import ansible_collections.ec2fleet.fleet.plugins.module_utils.aws\n"
         "print(any(name == 'ansible' or name.startswith('ansible.') for name in sys.modules))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -21,7 +21,7 @@ def test_same_host_set_and_keyed_groups_as_aws_ec2(aws, tmp_path):
     boto3.client("ec2", region_name=REGIONS[0]).stop_instances(InstanceIds=extra)
 
     ours = write_config(tmp_path, {
-        "plugin": "ec2_fleet", "regions": REGIONS, "hostnames": ["tag:Name", "instance-id"],
+        "plugin": "ec2fleet.fleet.ec2_fleet", "regions": REGIONS, "hostnames": ["tag:Name", "instance-id"],
         "keyed_groups": [{"key": "ec2_tags.Role", "prefix": "tag_role"},
                          {"key": "ec2_availability_zone", "prefix": "zone"}],
         "compose": {"ansible_host": "ec2_private_ip_address"},

@@ -28,7 +28,7 @@ def fleet_file(aws, tmp_path):
     ids = add_asg(fleet, "api", 2, role="api")
     name_instances(fleet, ids, "api")
     path = write_config(tmp_path, {
-        "plugin": "ec2_fleet", "regions": ["us-east-1"], "cache": True,
+        "plugin": "ec2fleet.fleet.ec2_fleet", "regions": ["us-east-1"], "cache": True,
         "cache_plugin": "ansible.builtin.jsonfile", "cache_connection": str(tmp_path / "cache"),
     })
     return path

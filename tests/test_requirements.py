@@ -79,8 +79,21 @@ def test_every_collection_the_content_uses_is_required():
     # Only names that are real installed collections count (FQCN regex also matches e.g. hostnames).
     used &= set(installed())
     used.discard("ansible.builtin")
+    used.discard("ec2fleet.fleet")  # this repository itself
     missing = sorted(used - set(required()))
     assert not missing, f"collections used but not in requirements.yml: {missing}"
+
+
+def test_galaxy_dependencies_are_requirements_yml():
+    """The collection's own dependencies (galaxy.yml) pin exactly what requirements.yml pins."""
+    galaxy = yaml.safe_load((REPO / "galaxy.yml").read_text())
+    assert galaxy["dependencies"] == required()
+
+
+def test_awx_project_requirements_are_the_same_file():
+    """What an AWX project sync installs (collections/requirements.yml) is requirements.yml."""
+    awx = REPO / "collections" / "requirements.yml"
+    assert yaml.safe_load(awx.read_text()) == yaml.safe_load((REPO / "requirements.yml").read_text())
 
 
 def test_satisfies_logic():

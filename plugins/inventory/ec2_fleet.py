@@ -46,8 +46,8 @@ description:
   - Errors are fatal (ansible-inventory and ansible-playbook exit non-zero) and one line long -
     unknown or invalid options name the option and the allowed values; missing credentials,
     an unreachable endpoint or denied access say what failed and where.
-  - "Python imports: the plugin loads C(plugins/module_utils/fleet_aws.py) (the project's one boto3
-    client factory) by path under the module name C(ec2fleet_fleet_aws), and only when AWS must
+  - "Python imports: the plugin imports the collection's client layer (C(plugins/module_utils/aws.py),
+    the one boto3 client factory the modules use too) only when AWS must
     be called, so a cache hit does not even import boto3."
 author:
   - ec2-fleet project
@@ -57,12 +57,13 @@ requirements:
 extends_documentation_fragment:
   - constructed
   - inventory_cache
+  - ec2fleet.fleet.aws.retries
 options:
   plugin:
     description: Token that marks the file as this plugin's; the file name must end in C(.ec2_fleet.yml) or C(.ec2_fleet.yaml).
     required: true
     type: str
-    choices: [ec2_fleet]
+    choices: [ec2fleet.fleet.ec2_fleet]
   regions:
     description:
       - Regions to query. Empty means every region enabled for the account (C(DescribeRegions)).
@@ -137,15 +138,6 @@ options:
     aliases: [aws_endpoint_url]
     env:
       - name: AWS_ENDPOINT_URL
-  retry_mode:
-    description: botocore retry mode; both back off on throttling.
-    type: str
-    choices: [standard, adaptive]
-    default: standard
-  max_attempts:
-    description: Maximum attempts per API call (botocore retries), at least 1.
-    type: int
-    default: 5
   max_concurrency:
     description: Regions queried at the same time (bounded thread pool), at least 1.
     type: int
@@ -214,12 +206,12 @@ options:
 
 EXAMPLES = r"""
 # inventory/production.ec2_fleet.yml: everything at its defaults, two regions.
-plugin: ec2_fleet
+plugin: ec2fleet.fleet.ec2_fleet
 regions: [eu-west-1, us-east-1]
 
 ---
 # Drop-in for an aws_ec2 file: same keys, same meaning.
-plugin: ec2_fleet
+plugin: ec2fleet.fleet.ec2_fleet
 regions: [eu-west-1]
 filters:
   tag:Env: prod
@@ -242,7 +234,7 @@ compose:
 
 ---
 # Bastion wiring with a custom tag and user, plus target groups and a persistent cache.
-plugin: ec2_fleet
+plugin: ec2fleet.fleet.ec2_fleet
 regions: [eu-west-1]
 bastion_tag_key: Bastion
 bastion_tag_value: "yes"
@@ -256,7 +248,7 @@ cache_timeout: 300
 
 ---
 # Assume a role in another account, adaptive retries, stopped instances too.
-plugin: ec2_fleet
+plugin: ec2fleet.fleet.ec2_fleet
 regions: []
 profile: ops
 assume_role_arn: arn:aws:iam::123456789012:role/fleet-read
@@ -266,7 +258,7 @@ states: [running, stopped]
 ---
 # Local fleet: moto holds the instances, containers stand in for them; compose overrides
 # the wiring so Ansible reaches each container on its published loopback port.
-plugin: ec2_fleet
+plugin: ec2fleet.fleet.ec2_fleet
 endpoint_url: http://127.0.0.1:5000
 regions: [us-east-1]
 ssh_via_bastion: never
@@ -277,10 +269,7 @@ compose:
 
 import hashlib
 import json
-import os
 import re
-import sys
-import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from ansible.errors import AnsibleError, AnsibleParserError
@@ -290,9 +279,6 @@ from ansible.utils.display import Display
 
 display = Display()
 
-FLEET_AWS_MODULE = "ec2fleet_fleet_aws"
-FLEET_AWS_PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "module_utils", "fleet_aws.py")
-_load_lock = threading.Lock()
 
 # Bump when the cached structure changes, so an old cache entry is never misread.
 CACHE_FORMAT = 2
@@ -322,24 +308,10 @@ _DICT_ATTRS = frozenset(dir(dict))
 
 
 def load_fleet_aws():
-    """The project's boto3 factory, loaded once per process by path under a stable name."""
-    module = sys.modules.get(FLEET_AWS_MODULE)
-    if module is not None:
-        return module
-    import importlib.util
+    """The collection's boto3 client layer, imported on first use (a cache hit never imports boto3)."""
+    from ansible_collections.ec2fleet.fleet.plugins.module_utils import aws
 
-    with _load_lock:
-        module = sys.modules.get(FLEET_AWS_MODULE)
-        if module is None:
-            spec = importlib.util.spec_from_file_location(FLEET_AWS_MODULE, FLEET_AWS_PATH)
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[FLEET_AWS_MODULE] = module
-            try:
-                spec.loader.exec_module(module)
-            except Exception:
-                del sys.modules[FLEET_AWS_MODULE]
-                raise
-    return module
+    return aws
 
 
 def safe_group_name(kind, value):
@@ -370,7 +342,7 @@ def _filter_list(filters):
 
 
 class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
-    NAME = "ec2_fleet"
+    NAME = "ec2fleet.fleet.ec2_fleet"
 
     # -- entry points -------------------------------------------------------------------------
 
@@ -477,7 +449,8 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
     def _fleet_option_defs(self):
         from ansible import constants as C
 
-        return C.config.get_configuration_definitions("inventory", self.NAME) or {}
+        # Registered under the name the loader found the plugin by (its Python path in a collection).
+        return C.config.get_configuration_definitions("inventory", getattr(self, "_load_name", self.NAME)) or {}
 
     def _parse_hostname(self, pref):
         if isinstance(pref, dict):

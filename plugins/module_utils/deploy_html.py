@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 """One self-contained HTML page for a rolling deployment's report (beside the JSON report).
 
-``render_html(report)`` turns the dict that ``fleet_deploy_report.build_report`` writes into one
+``render_html(report)`` turns the dict that the ``deploy_report`` module's ``build_report`` writes into one
 HTML5 document with inline CSS and inline SVG only: no scripts, no stylesheets, fonts or images
 from anywhere, so the file opens offline and can be attached to a ticket as it is. The markup is
 also well-formed XML (every element closed, attributes quoted, only XML entities), so tests can
@@ -34,7 +34,7 @@ Optional report keys it reads besides build_report's: ``started`` (epoch; else `
 is parsed), ``canary`` (hosts in the first batch, > 0 labels batch 1 as the canary) and
 ``lb_metrics``. Every string from the report is escaped.
 
-Standard library only: modules ship it in their payload as ``ansible.module_utils.deploy_html``.
+Standard library only: the ``deploy_report`` module ships it in its payload.
 """
 
 from __future__ import annotations

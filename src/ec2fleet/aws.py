@@ -1,21 +1,15 @@
-"""Access to plugins/module_utils/fleet_aws.py (the project's one boto3 client factory) from
-the Python tooling, loaded by path under its stable name as that module documents."""
+"""Where the tooling finds the repository, and the collection's AWS client layer it uses.
+
+The Python tooling imports the client layer from the collection, the same module the inventory
+plugin and the modules use (tools/bootstrap puts the collection's path on the venv's sys.path).
+"""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
+from ansible_collections.ec2fleet.fleet.plugins.module_utils import aws as client_layer
+
 REPO = Path(__file__).resolve().parents[2]
-_NAME = "ec2fleet_fleet_aws"
 
-
-def fleet_aws():
-    module = sys.modules.get(_NAME)
-    if module is None:
-        spec = importlib.util.spec_from_file_location(_NAME, REPO / "plugins" / "module_utils" / "fleet_aws.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[_NAME] = module
-        spec.loader.exec_module(module)
-    return module
+__all__ = ["REPO", "client_layer"]

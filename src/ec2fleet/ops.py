@@ -3,7 +3,7 @@
 The same code serves the local fleet and a real AWS fleet: it reads hosts, groups and
 connection settings from `ansible-inventory -i <file> --list` (the ec2_fleet plugin has already
 wired the bastion ProxyJump/ProxyCommand), and target health from the AWS API through
-plugins/module_utils/fleet_aws.py.
+plugins/module_utils/aws.py (the collection's client layer).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 
 from paramiko.ssh_exception import SSHException
 
-from ec2fleet.aws import REPO, fleet_aws
+from ec2fleet.aws import REPO, client_layer
 
 PROXY_COMMAND = re.compile(r"ProxyCommand=(\"[^\"]*\"|'[^']*'|\S+)")
 PROXY_JUMP = re.compile(r"ProxyJump=(?:(?P<user>[^@\s'\"]+)@)?(?P<host>[^:\s'\"]+)(?::(?P<port>\d+))?")
@@ -175,14 +175,13 @@ def run_parallel(hosts: list[Host], command: str, sudo: bool = False) -> dict[st
 
 def target_health(hosts: list[Host]) -> dict[str, str]:
     """instance id -> target health state(s) across the target groups the inventory reported."""
-    module = fleet_aws()
     by_region: dict[str, set[str]] = {}
     for host in hosts:
         for arn in host.vars.get("target_group_arns") or []:
             by_region.setdefault(host.vars.get("ec2_region", "us-east-1"), set()).add(arn)
     health: dict[str, list[str]] = {}
     for region, arns in by_region.items():
-        _, clients = module.fleet_clients(region=region)
+        _, clients = client_layer.fleet_clients(region=region)
         for arn in sorted(arns):
             descs = clients("elbv2").describe_target_health(TargetGroupArn=arn)["TargetHealthDescriptions"]
             for desc in descs:

@@ -173,7 +173,7 @@ def test_second_deploy_is_refused_by_the_lock(fleet):
     holder = subprocess.Popen(["sleep", "300"])
     try:
         take = subprocess.run(
-            [str(VENV_BIN / "ansible"), "localhost", "-m", "fleet_deploy_lock", "-a",
+            [str(VENV_BIN / "ansible"), "localhost", "-m", "ec2fleet.fleet.deploy_lock", "-a",
              f"app={APP} env=local version=7.7.7 owner=alice@ops pid={holder.pid}"],
             cwd=REPO, env=env_of(fleet), capture_output=True, text=True, timeout=120)
         assert take.returncode == 0, take.stdout
@@ -183,7 +183,7 @@ def test_second_deploy_is_refused_by_the_lock(fleet):
         assert set(versions(fleet).values()) == {"1.0.0"}
     finally:
         holder.kill()
-        subprocess.run([str(VENV_BIN / "ansible"), "localhost", "-m", "fleet_deploy_lock", "-a",
+        subprocess.run([str(VENV_BIN / "ansible"), "localhost", "-m", "ec2fleet.fleet.deploy_lock", "-a",
                         f"app={APP} env=local state=released force=true"],
                        cwd=REPO, env=env_of(fleet), capture_output=True, text=True, timeout=120)
     assert lock_value(fleet) is None

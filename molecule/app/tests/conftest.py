@@ -56,7 +56,7 @@ def run_playbook(name: str, *args: str) -> PlaybookRun:
     env = dict(os.environ)
     env.update(
         ANSIBLE_CONFIG=str(ephemeral / "ansible.cfg"),
-        ANSIBLE_ROLES_PATH=str(REPO / "roles"),
+        ANSIBLE_COLLECTIONS_PATH=str(REPO / ".ansible" / "collections"),
         ANSIBLE_FORCE_COLOR="0",
         ANSIBLE_NOCOLOR="1",
     )

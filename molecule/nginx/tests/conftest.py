@@ -49,7 +49,7 @@ def request(method: str, path: str, tls: bool = False, body: bytes | None = None
 def run_playbook(name: str, *args: str) -> subprocess.CompletedProcess:
     """ansible-playbook against the Molecule instance, with Molecule's inventory and config."""
     ephemeral = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
-    env = dict(os.environ, ANSIBLE_CONFIG=str(ephemeral / "ansible.cfg"), ANSIBLE_ROLES_PATH=str(REPO / "roles"),
+    env = dict(os.environ, ANSIBLE_CONFIG=str(ephemeral / "ansible.cfg"), ANSIBLE_COLLECTIONS_PATH=str(REPO / ".ansible" / "collections"),
                ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1")
     cmd = ["ansible-playbook", "-i", str(ephemeral / "inventory"), str(SCENARIO / name), *args]
     return subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -6,7 +6,9 @@ Every `interval` seconds it reads the emulator and
    is gone, stopped or terminated;
 2. keeps the ASG's target groups in step with lifecycle states, as AWS does and moto does not
    (standins.py);
-3. points the local load balancer at the instances that should get traffic (balancer.py).
+3. points the local load balancer at the instances that should get traffic (balancer.py);
+4. publishes the balancer's request and 5xx counts to the emulator's CloudWatch, as an ALB does
+   (lbmetrics.py).
 
 It runs as a background process started by `fleet up` and stopped by `fleet down` (by PID).
 """
@@ -15,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import json
 import logging
 import os
 import signal
@@ -26,11 +27,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ec2fleet.aws import REPO
-from ec2fleet.localfleet import containers, standins
+from ec2fleet.localfleet import containers, lbmetrics, standins
 from ec2fleet.localfleet.balancer import Balancer, desired_backends
 from ec2fleet.localfleet.state import FleetState
 
 log = logging.getLogger("fleetd")
+METRICS_PERIOD = float(os.environ.get("EC2FLEET_LB_METRICS_PERIOD", "5"))
 
 
 class Reconciler:
@@ -44,6 +46,9 @@ class Reconciler:
         self.failed: dict[str, int] = {}
         self.target_sync = standins.AsgTargetSync(self.autoscaling, self.elbv2)
         self.callbacks: dict[str, subprocess.Popen] = {}
+        # What an ALB publishes to CloudWatch and moto does not (lbmetrics.py): every 5 s here.
+        self.metrics = lbmetrics.Publisher(clients("cloudwatch"), state.data["load_balancer_arn"],
+                                           state.data["target_group_arn"], period=METRICS_PERIOD)
 
     def instances(self) -> dict[str, dict]:
         found = {}
@@ -130,6 +135,17 @@ class Reconciler:
             log.info("load balancer now sends traffic to %d instance(s): %s", len(backends),
                      ", ".join(sorted(backends)) or "none")
         self.state.write_status({"backends": backends, "time": time.time(), "callbacks": sorted(self.callbacks)})
+        self.publish_metrics()
+
+    def publish_metrics(self) -> None:
+        if not self.balancer.socket.exists():
+            return
+        try:
+            self.metrics.sample(lbmetrics.read_counters(self.balancer.socket))
+            if self.metrics.due():
+                self.metrics.flush()
+        except (OSError, ValueError) as exc:
+            log.warning("load balancer metrics: %s", exc)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,7 +11,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from ec2fleet.aws import REPO, fleet_aws
+from ec2fleet.aws import REPO, client_layer
 from ec2fleet.emulator import DUMMY_CREDENTIALS
 
 STATE_ROOT = Path(os.environ.get("EC2FLEET_LOCAL_STATE", REPO / ".cache" / "localfleet"))
@@ -66,8 +66,7 @@ class FleetState:
 
     def clients(self, service: str, region: str | None = None):
         if self._clients is None:
-            module = fleet_aws()
-            _, self._clients = module.fleet_clients(
+            _, self._clients = client_layer.fleet_clients(
                 region=self.data["region"], endpoint_url=self.data["endpoint"],
                 access_key=DUMMY_CREDENTIALS["AWS_ACCESS_KEY_ID"],
                 secret_key=DUMMY_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],

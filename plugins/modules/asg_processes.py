@@ -5,7 +5,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 ---
-module: fleet_asg_processes
+module: asg_processes
 short_description: Suspend or resume Auto Scaling processes around a deployment
 description:
   - With O(state=suspended), suspends O(processes) on an Auto Scaling group and reports what was
@@ -19,7 +19,8 @@ description:
 version_added: "0.1.0"
 author: ec2-fleet
 extends_documentation_fragment:
-  - fleet_aws
+  - ec2fleet.fleet.aws
+  - ec2fleet.fleet.aws.retries
 options:
   name:
     description: Name of the Auto Scaling group.
@@ -45,14 +46,14 @@ options:
 
 EXAMPLES = r"""
 - name: Suspend the processes a rolling deploy must stop
-  fleet_asg_processes:
+  ec2fleet.fleet.asg_processes:
     name: web
     state: suspended
   delegate_to: localhost
   register: web_processes
 
 - name: Resume exactly what this deploy suspended
-  fleet_asg_processes:
+  ec2fleet.fleet.asg_processes:
     name: web
     state: resumed
     processes: "{{ web_processes.suspended_now }}"
@@ -87,7 +88,8 @@ suspended:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.fleet_deploy import Aws, DeployError, argument_spec, describe_asg
+from ansible_collections.ec2fleet.fleet.plugins.module_utils.aws import AwsCalls
+from ansible_collections.ec2fleet.fleet.plugins.module_utils.deploy import DeployError, argument_spec, describe_asg
 
 ALL_PROCESSES = ["Launch", "Terminate", "AddToLoadBalancer", "AlarmNotification", "AZRebalance",
                  "HealthCheck", "InstanceRefresh", "ReplaceUnhealthy", "ScheduledActions"]
@@ -106,7 +108,7 @@ def plan(before, processes, state):
 
 def run(module):
     params = module.params
-    aws = Aws(params)
+    aws = AwsCalls(params)
     name = params["name"]
     group = describe_asg(aws, name)
     before = sorted(p["ProcessName"] for p in group.get("SuspendedProcesses", []))

@@ -1,6 +1,6 @@
-"""Filter `fleet_batch_queue`: flatten planned batches into the order hosts are queued in.
+"""Filter `ec2fleet.fleet.batch_queue`: flatten planned batches into the order hosts are queued in.
 
-    {{ [['web-1'], ['web-2', 'web-3']] | fleet_batch_queue }}
+    {{ [['web-1'], ['web-2', 'web-3']] | ec2fleet.fleet.batch_queue }}
     -> [{'name': 'web-1', 'batch': 1}, {'name': 'web-2', 'batch': 2}, {'name': 'web-3', 'batch': 2}]
 """
 
@@ -9,9 +9,9 @@ from __future__ import annotations
 from ansible.errors import AnsibleFilterError
 
 
-def fleet_batch_queue(batches):
+def batch_queue(batches):
     if not isinstance(batches, (list, tuple)):
-        raise AnsibleFilterError(f"fleet_batch_queue expects a list of batches, got {type(batches).__name__}")
+        raise AnsibleFilterError(f"batch_queue expects a list of batches, got {type(batches).__name__}")
     queue = []
     for number, batch in enumerate(batches, start=1):
         if not isinstance(batch, (list, tuple)):
@@ -22,4 +22,4 @@ def fleet_batch_queue(batches):
 
 class FilterModule:
     def filters(self):
-        return {"fleet_batch_queue": fleet_batch_queue}
+        return {"batch_queue": batch_queue}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 ---
-module: fleet_codedeploy
+module: codedeploy
 short_description: Ensure an AWS CodeDeploy application and deployment group exist as described
 description:
   - Creates the CodeDeploy application (EC2/On-premises compute platform by default) when it is
@@ -14,8 +14,8 @@ description:
     groups, deployment style, automatic rollback, outdated instances strategy).
   - With O(state=absent) deletes the deployment group, or the whole application when no
     deployment group is named.
-  - amazon.aws and community.aws have no CodeDeploy module; AWS access goes through the project's
-    C(fleet_aws) module_utils (region, profile, assumed role, endpoint override, retries).
+  - amazon.aws and community.aws have no CodeDeploy module; AWS access goes through the
+    collection's one client layer (region, profile, assumed role, endpoint override, retries).
 version_added: "0.1.0"
 author: ec2-fleet
 options:
@@ -77,25 +77,16 @@ options:
     type: str
     choices: [present, absent]
     default: present
-  region:
-    description: AWS region (default from the environment or profile).
-    type: str
-  profile:
-    description: AWS profile name.
-    type: str
-  assume_role_arn:
-    description: Role to assume before calling CodeDeploy.
-    type: str
-  endpoint_url:
-    description: API endpoint override (default C(AWS_ENDPOINT_URL) from the environment).
-    type: str
+extends_documentation_fragment:
+  - ec2fleet.fleet.aws
+  - ec2fleet.fleet.aws.retries
 requirements:
   - boto3
 """
 
 EXAMPLES = r"""
 - name: Register the sample application and its web deployment group
-  fleet_codedeploy:
+  ec2fleet.fleet.codedeploy:
     application_name: sampleapp
     deployment_group_name: web
     service_role_arn: arn:aws:iam::123456789012:role/codedeploy-service
@@ -118,15 +109,7 @@ deployment_group:
 
 from ansible.module_utils.basic import AnsibleModule
 
-# Shipped inside the module payload (ansible.cfg: module_utils = ./plugins/module_utils).
-from ansible.module_utils.fleet_aws import (
-    FLEET_AWS_ERRORS,
-    HAS_BOTO3,
-    FleetAWSError,
-    error_code,
-    fleet_clients,
-    format_aws_error,
-)
+from ansible_collections.ec2fleet.fleet.plugins.module_utils.aws import AWS_ARGUMENT_SPEC, HAS_BOTO3, AwsCalls, FleetAWSError
 
 
 def _asg_names(groups):
@@ -188,23 +171,17 @@ def differences(current, desired):
 
 
 class CodeDeploy:
-    def __init__(self, module, client):
+    """The CodeDeploy look-ups and changes, through the collection's one AWS call wrapper."""
+
+    def __init__(self, module, aws):
         self.module = module
-        self.client = client
+        self.aws = aws
 
     def call(self, action, method, **kwargs):
-        try:
-            return getattr(self.client, method)(**kwargs)
-        except FLEET_AWS_ERRORS as exc:
-            self.module.fail_json(msg=format_aws_error(exc, action=action))
+        return self.aws.call("codedeploy", method, action, **kwargs)
 
     def get(self, action, method, missing_code, **kwargs):
-        try:
-            return getattr(self.client, method)(**kwargs)
-        except FLEET_AWS_ERRORS as exc:
-            if error_code(exc) == missing_code:
-                return None
-            self.module.fail_json(msg=format_aws_error(exc, action=action))
+        return self.aws.find("codedeploy", method, action, (missing_code,), **kwargs)
 
     def application(self, name):
         found = self.get(f"get application {name}", "get_application", "ApplicationDoesNotExistException",
@@ -299,28 +276,23 @@ def main():
             "outdated_instances_strategy": {"type": "str", "default": "UPDATE", "choices": ["UPDATE", "IGNORE"]},
             "tags": {"type": "dict", "default": {}},
             "state": {"type": "str", "default": "present", "choices": ["present", "absent"]},
-            "region": {"type": "str"},
-            "profile": {"type": "str"},
-            "assume_role_arn": {"type": "str"},
-            "endpoint_url": {"type": "str"},
+            **AWS_ARGUMENT_SPEC,
         },
         supports_check_mode=True,
     )
     if not HAS_BOTO3:
-        module.fail_json(msg="boto3 and botocore are required for fleet_codedeploy")
+        module.fail_json(msg="boto3 and botocore are required for ec2fleet.fleet.codedeploy")
     params = module.params
     if params["with_traffic_control"] and not params["target_group_names"]:
         module.fail_json(msg="with_traffic_control needs target_group_names")
     try:
-        _session, clients = fleet_clients(region=params["region"], profile=params["profile"],
-                                          assume_role_arn=params["assume_role_arn"], endpoint_url=params["endpoint_url"])
+        cd = CodeDeploy(module, AwsCalls(params))
+        if params["state"] == "present":
+            changed, diff, result = ensure_present(cd, params, module.check_mode)
+        else:
+            changed, diff, result = ensure_absent(cd, params, module.check_mode)
     except FleetAWSError as exc:
         module.fail_json(msg=str(exc))
-    cd = CodeDeploy(module, clients("codedeploy"))
-    if params["state"] == "present":
-        changed, diff, result = ensure_present(cd, params, module.check_mode)
-    else:
-        changed, diff, result = ensure_absent(cd, params, module.check_mode)
     module.exit_json(changed=changed, actions=diff, **result)
 
 

@@ -1,9 +1,9 @@
 # -*- coding: utf-8 -*-
-"""Documentation of the AWS connection options every fleet_* module takes.
+"""Documentation of the AWS connection options every module and the inventory plugin take.
 
-One definition for all modules (``extends_documentation_fragment: [fleet_aws]``), next to the
-one argument spec they share (``fleet_aws.AWS_ARGUMENT_SPEC`` in plugins/module_utils).
-ansible.cfg's ``doc_fragment_plugins`` points ansible-doc and ansible-lint here.
+One definition (``extends_documentation_fragment: [ec2fleet.fleet.aws]``), next to the one
+argument spec the modules share (``AWS_ARGUMENT_SPEC`` in plugins/module_utils/aws.py), whose
+defaults it states.
 """
 
 from __future__ import annotations
@@ -27,6 +27,17 @@ options:
   assume_role_arn:
     description: IAM role to assume (through STS) before calling AWS.
     type: str
+requirements:
+  - boto3
+  - botocore
+notes:
+  - Every AWS client comes from the collection's client layer (C(plugins/module_utils/aws.py)) (region, profile,
+    assumed role, endpoint override, retries, one-line errors).
+"""
+
+    # Shared with the ec2_fleet inventory plugin: one retry policy and one set of defaults.
+    RETRIES = r"""
+options:
   retry_mode:
     description: botocore retry mode (throttling backs off instead of failing).
     type: str
@@ -36,10 +47,4 @@ options:
     description: Maximum attempts per API call, retries included.
     type: int
     default: 10
-requirements:
-  - boto3
-  - botocore
-notes:
-  - Every AWS client comes from the project's C(fleet_aws) module_utils (region, profile,
-    assumed role, endpoint override, retries, one-line errors).
 """

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 ---
-module: fleet_deploy_lock
+module: deploy_lock
 short_description: Take, update and release a deploy lock kept in SSM Parameter Store
 description:
   - Keeps one deploy lock per application and environment in an SSM Parameter Store C(String)
@@ -38,7 +38,8 @@ description:
 version_added: "0.1.0"
 author: ec2-fleet
 extends_documentation_fragment:
-  - fleet_aws
+  - ec2fleet.fleet.aws
+  - ec2fleet.fleet.aws.retries
 options:
   name:
     description: Name of the SSM parameter. Default C(/<app>/<env>/deploy-lock) from O(app) and O(env).
@@ -101,7 +102,7 @@ notes:
 
 EXAMPLES = r"""
 - name: Take the deploy lock
-  fleet_deploy_lock:
+  ec2fleet.fleet.deploy_lock:
     app: sampleapp
     env: prod
     version: "{{ app_version }}"
@@ -111,7 +112,7 @@ EXAMPLES = r"""
   register: deploy_lock
 
 - name: Remember what this run changed, for crash recovery
-  fleet_deploy_lock:
+  ec2fleet.fleet.deploy_lock:
     app: sampleapp
     env: prod
     state: updated
@@ -123,7 +124,7 @@ EXAMPLES = r"""
   run_once: true
 
 - name: Release it
-  fleet_deploy_lock:
+  ec2fleet.fleet.deploy_lock:
     app: sampleapp
     env: prod
     state: released
@@ -176,8 +177,8 @@ import uuid
 from datetime import datetime, timedelta, timezone
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.fleet_aws import FLEET_AWS_ERRORS, format_aws_error
-from ansible.module_utils.fleet_deploy import Aws, DeployError, argument_spec, error_code
+from ansible_collections.ec2fleet.fleet.plugins.module_utils.aws import FLEET_AWS_ERRORS, AwsCalls, error_code, format_aws_error
+from ansible_collections.ec2fleet.fleet.plugins.module_utils.deploy import DeployError, argument_spec
 
 TIER_LIMITS = {"Standard": 4096, "Advanced": 8192}
 PLAYBOOK_COMMANDS = ("ansible-playbook", "ansible")
@@ -529,7 +530,7 @@ def main():
         module.fail_json(msg="state=released needs the run_id that acquired the lock (or force: true)")
     name = params["name"] or f"/{params['app']}/{params['env']}/deploy-lock"
     try:
-        store = LockStore(Aws(params), name, params["tier"])
+        store = LockStore(AwsCalls(params), name, params["tier"])
         now = datetime.now(timezone.utc)
         if params["state"] == "acquired":
             result = acquire(module, store, now)

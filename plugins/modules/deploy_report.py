@@ -5,14 +5,14 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 ---
-module: fleet_deploy_report
+module: deploy_report
 short_description: Write the JSON report of a rolling deployment and summarise it
 description:
   - Collects the per-host results that C(playbooks/deploy.yml) records (C(deploy_result)) into
     one JSON document (batches with their hosts, timings per step, versions before and after,
     result) written to O(path), and returns a readable summary for the play to print.
-  - Beside it, the same report as one self-contained HTML page (same name, C(.html)): a timeline
-    with a row per host and its phases (out of service, installing, health wait, back in service,
+  - Beside it, the same report as one self-contained HTML page (same name, C(.html)) with a timeline,
+    a row per host and its phases (out of service, installing, health wait, back in service,
     rolled back), batch boundaries, the failure, and the load balancer's requests and errors over
     the same time axis when O(lb_metrics) is given. It has no external scripts, styles or fonts.
   - Runs on the controller. Writes the report in check mode too (it changes no managed host).
@@ -66,7 +66,7 @@ options:
 
 EXAMPLES = r"""
 - name: Write the report
-  fleet_deploy_report:
+  ec2fleet.fleet.deploy_report:
     path: reports/deploys/deploy-sampleapp-prod-2.0.0.json
     app: sampleapp
     env: prod
@@ -104,7 +104,7 @@ import os
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.deploy_html import write_html
+from ansible_collections.ec2fleet.fleet.plugins.module_utils.deploy_html import write_html
 
 
 def _float(value, default=0.0):

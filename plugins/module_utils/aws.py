@@ -14,27 +14,14 @@ local-fleet tooling:
 * errors: :func:`format_aws_error` turns any boto3/botocore failure into one line saying what
   failed and where (no credentials, unreachable endpoint, access denied, anything else).
 
-How to import it (the project is not a collection, so there is no FQCN import path):
+How to import it: ``from ansible_collections.ec2fleet.fleet.plugins.module_utils.aws import ...``,
+the same path for modules (Ansible ships this file in the module payload), the inventory plugin,
+the local-fleet tooling and the tests (tools/bootstrap links the checkout as the collection and
+puts that collections path on the venv's ``sys.path``).
 
-* Ansible modules (``plugins/modules``): ``from ansible.module_utils.fleet_aws import
-  fleet_clients`` -- ansible.cfg's ``module_utils = ./plugins/module_utils`` makes Ansible ship
-  this file inside the module payload.
-* The inventory plugin and any other controller-side Python (``src/ec2fleet``, tests, bench):
-  load it by path under the stable name ``ec2fleet_fleet_aws``::
-
-      import importlib.util, sys
-      from pathlib import Path
-      name = "ec2fleet_fleet_aws"
-      fleet_aws = sys.modules.get(name)
-      if fleet_aws is None:
-          path = Path(REPO) / "plugins" / "module_utils" / "fleet_aws.py"
-          spec = importlib.util.spec_from_file_location(name, path)
-          fleet_aws = importlib.util.module_from_spec(spec)
-          sys.modules[name] = fleet_aws
-          spec.loader.exec_module(fleet_aws)
-
-  Registering the one name in ``sys.modules`` means every loader in a process shares one module
-  object (and so one exception class hierarchy).
+Modules call AWS through :class:`AwsCalls` (clients from the module's AWS options, every failure
+one :class:`FleetAWSError` line); the options and their defaults are :data:`AWS_ARGUMENT_SPEC`,
+documented once in the ``ec2fleet.fleet.aws`` doc fragment, which the inventory plugin uses too.
 
 Typical use::
 
@@ -74,7 +61,7 @@ DEFAULT_RETRY_MODE = "standard"
 DEFAULT_MAX_ATTEMPTS = 10
 DEFAULT_ROLE_SESSION_NAME = "ec2fleet"
 
-# The AWS options every fleet_* module takes (documented once in plugins/doc_fragments/fleet_aws.py).
+# The AWS options every module takes (documented once in plugins/doc_fragments/aws.py).
 AWS_ARGUMENT_SPEC = {
     "region": {"type": "str", "aliases": ["aws_region"]},
     "profile": {"type": "str", "aliases": ["aws_profile"]},
@@ -108,8 +95,6 @@ BAD_CREDENTIALS_CODES = frozenset(
         "InvalidAccessKeyId",
     }
 )
-# A region that exists but is not enabled for the account answers with one of these.
-REGION_DISABLED_CODES = frozenset({"OptInRequired", "AuthFailure", "UnrecognizedClientException", "InvalidClientTokenId"})
 
 
 class FleetAWSError(Exception):
@@ -275,3 +260,50 @@ def format_aws_error(exc, action: str = "call AWS", where: str | None = None) ->
     if kind == "region_disabled":
         return f"cannot {action}{place}: region not enabled for this account ({detail})"
     return f"cannot {action}{place}: {detail}"
+
+
+class AwsCalls:
+    """The one AWS call wrapper of the modules: clients built from the module's AWS options
+    (:data:`AWS_ARGUMENT_SPEC`), and every failure turned into a :class:`FleetAWSError` that
+    says what was tried and where."""
+
+    def __init__(self, params):
+        _session, self._clients = fleet_clients(
+            region=params.get("region"),
+            profile=params.get("profile"),
+            endpoint_url=params.get("endpoint_url"),
+            assume_role_arn=params.get("assume_role_arn"),
+            retry_mode=params.get("retry_mode") or DEFAULT_RETRY_MODE,
+            max_attempts=params.get("max_attempts") or DEFAULT_MAX_ATTEMPTS,
+        )
+        self.where = self._clients.where()
+        self.region = self._clients.region
+
+    def client(self, service):
+        return self._clients(service)
+
+    def call(self, service, operation, action, **kwargs):
+        """One API operation; ``action`` says what it was for in the error line."""
+        try:
+            return getattr(self.client(service), operation)(**kwargs)
+        except FLEET_AWS_ERRORS as exc:
+            raise FleetAWSError(format_aws_error(exc, action=action, where=self.where)) from exc
+
+    def find(self, service, operation, action, missing_codes, **kwargs):
+        """Like :meth:`call`, but None when AWS answers with one of ``missing_codes`` (not found)."""
+        try:
+            return getattr(self.client(service), operation)(**kwargs)
+        except FLEET_AWS_ERRORS as exc:
+            if error_code(exc) in missing_codes:
+                return None
+            raise FleetAWSError(format_aws_error(exc, action=action, where=self.where)) from exc
+
+    def paginate(self, service, operation, key, action, **kwargs):
+        """Every item under ``key`` across the operation's pages."""
+        try:
+            items = []
+            for page in self.client(service).get_paginator(operation).paginate(**kwargs):
+                items.extend(page.get(key, []))
+            return items
+        except FLEET_AWS_ERRORS as exc:
+            raise FleetAWSError(format_aws_error(exc, action=action, where=self.where)) from exc

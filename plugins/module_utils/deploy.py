@@ -1,24 +1,20 @@
 # -*- coding: utf-8 -*-
-"""Shared code of the deploy modules (fleet_deploy_lock, fleet_asg_processes, fleet_asg_standby,
-fleet_target_wait): the common AWS options, client creation through fleet_aws, one-line errors,
-and the Auto Scaling / target group look-ups and waits they all need.
+"""Shared code of the deploy modules (deploy_lock, asg_processes, asg_standby, target_wait,
+lb_metrics): one-line errors and the Auto Scaling / target group look-ups and waits they all need.
 
-Modules import it as ``from ansible.module_utils.fleet_deploy import ...`` (ansible.cfg's
-``module_utils`` path ships it in the module payload). Every boto3 client comes from
-``fleet_aws.fleet_clients``; nothing here builds a client itself.
+Every AWS call goes through ``aws.AwsCalls`` (the collection's one call wrapper); nothing here
+builds a client itself.
 """
 
 from __future__ import annotations
 
 import time
 
-from ansible.module_utils.fleet_aws import (
+from ansible_collections.ec2fleet.fleet.plugins.module_utils.aws import (
     AWS_ARGUMENT_SPEC,
-    DEFAULT_MAX_ATTEMPTS,
-    DEFAULT_RETRY_MODE,
     FLEET_AWS_ERRORS,
     FleetAWSError,
-    fleet_clients,
+    error_code,
     format_aws_error,
 )
 
@@ -34,8 +30,8 @@ IN_SERVICE = "InService"
 LEAVING_STANDBY = frozenset({"Pending", "Pending:Wait", "Pending:Proceed"})
 
 
-class DeployError(Exception):
-    """A failure already worded as one line for the operator."""
+# Deploy failures and AWS failures reach the operator the same way: one line, no traceback.
+DeployError = FleetAWSError
 
 
 def argument_spec(**module_options):
@@ -43,51 +39,6 @@ def argument_spec(**module_options):
     spec = dict(AWS_ARGUMENT_SPEC)
     spec.update(module_options)
     return spec
-
-
-class Aws:
-    """The clients one module run needs, plus the "where" to put in error messages."""
-
-    def __init__(self, params):
-        try:
-            _session, self._clients = fleet_clients(
-                region=params.get("region"),
-                profile=params.get("profile"),
-                endpoint_url=params.get("endpoint_url"),
-                assume_role_arn=params.get("assume_role_arn"),
-                retry_mode=params.get("retry_mode") or DEFAULT_RETRY_MODE,
-                max_attempts=params.get("max_attempts") or DEFAULT_MAX_ATTEMPTS,
-            )
-        except FleetAWSError as exc:
-            raise DeployError(str(exc)) from exc
-        self.where = self._clients.where()
-        self.region = self._clients.region
-
-    def client(self, service):
-        return self._clients(service)
-
-    def call(self, service, operation, action, **kwargs):
-        """Call one API operation; any AWS failure becomes a DeployError saying what we tried."""
-        try:
-            return getattr(self.client(service), operation)(**kwargs)
-        except FLEET_AWS_ERRORS as exc:
-            raise DeployError(format_aws_error(exc, action=action, where=self.where)) from exc
-
-    def paginate(self, service, operation, key, action, **kwargs):
-        try:
-            items = []
-            for page in self.client(service).get_paginator(operation).paginate(**kwargs):
-                items.extend(page.get(key, []))
-            return items
-        except FLEET_AWS_ERRORS as exc:
-            raise DeployError(format_aws_error(exc, action=action, where=self.where)) from exc
-
-
-def error_code(exc):
-    response = getattr(exc, "response", None)
-    if isinstance(response, dict):
-        return response.get("Error", {}).get("Code")
-    return None
 
 
 # --- Auto Scaling -----------------------------------------------------------------------------
@@ -127,6 +78,16 @@ def require_ec2_instance(aws, instance_id):
 
 
 # --- Target groups ----------------------------------------------------------------------------
+
+def cloudwatch_dimension(arn):
+    """CloudWatch's dimension value for a load balancer or target group ARN:
+    'app/<name>/<id>' (LoadBalancer) or 'targetgroup/<name>/<id>' (TargetGroup)."""
+    for marker, prefix in ((":loadbalancer/", ""), (":targetgroup/", "targetgroup/")):
+        _, found, tail = arn.partition(marker)
+        if found and tail:
+            return prefix + tail
+    raise DeployError(f"not a load balancer or target group ARN: {arn}")
+
 
 def resolve_target_groups(aws, names_or_arns):
     """ARNs for a list of target group names or ARNs, in the given order."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 ---
-module: fleet_sg_audit
+module: sg_audit
 short_description: Audit and enforce the SSH security-group layout of a bastion and its private hosts
 description:
   - Checks the bastion's security groups allow SSH only from O(admin_cidrs) and nothing but SSH,
@@ -22,7 +22,8 @@ description:
 version_added: "0.1.0"
 author: ec2-fleet
 extends_documentation_fragment:
-  - fleet_aws
+  - ec2fleet.fleet.aws
+  - ec2fleet.fleet.aws.retries
 options:
   bastion_group_ids:
     description: Security groups of the bastion. With O(bastion_instance_filters) the groups of the
@@ -62,7 +63,7 @@ options:
 
 EXAMPLES = r"""
 - name: Audit the bastion layout
-  fleet_sg_audit:
+  ec2fleet.fleet.sg_audit:
     bastion_instance_filters:
       "tag:Role": bastion
       instance-state-name: running
@@ -73,7 +74,7 @@ EXAMPLES = r"""
   register: audit
 
 - name: Fix it
-  fleet_sg_audit:
+  ec2fleet.fleet.sg_audit:
     bastion_group_ids: [sg-0123456789abcdef0]
     private_group_ids: [sg-0fedcba9876543210]
     admin_cidrs: [203.0.113.0/24]
@@ -114,55 +115,32 @@ private_group_ids:
 import ipaddress
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.fleet_aws import (
+from ansible_collections.ec2fleet.fleet.plugins.module_utils.aws import (
     AWS_ARGUMENT_SPEC,
-    DEFAULT_MAX_ATTEMPTS,
-    DEFAULT_RETRY_MODE,
-    FLEET_AWS_ERRORS,
     HAS_BOTO3,
+    AwsCalls,
     FleetAWSError,
-    fleet_clients,
-    format_aws_error,
 )
 
 ALL_PROTOCOLS = ("-1", "all")
 TCP = ("tcp", "6")
 
 
-class AuditError(Exception):
-    """A failure already worded as one line."""
+# Audit failures and AWS failures reach the operator the same way: one line.
+AuditError = FleetAWSError
 
 
 class Ec2:
-    def __init__(self, params):
-        try:
-            _session, self._clients = fleet_clients(
-                region=params["region"],
-                profile=params["profile"],
-                endpoint_url=params["endpoint_url"],
-                assume_role_arn=params["assume_role_arn"],
-                retry_mode=params["retry_mode"] or DEFAULT_RETRY_MODE,
-                max_attempts=params["max_attempts"] or DEFAULT_MAX_ATTEMPTS,
-            )
-        except FleetAWSError as exc:
-            raise AuditError(str(exc)) from exc
-        self.where = self._clients.where()
-        self.client = self._clients("ec2")
+    """The EC2 look-ups the audit needs, through the collection's one AWS call wrapper."""
+
+    def __init__(self, aws):
+        self.aws = aws
 
     def call(self, operation, action, **kwargs):
-        try:
-            return getattr(self.client, operation)(**kwargs)
-        except FLEET_AWS_ERRORS as exc:
-            raise AuditError(format_aws_error(exc, action=action, where=self.where)) from exc
+        return self.aws.call("ec2", operation, action, **kwargs)
 
     def paginate(self, operation, key, action, **kwargs):
-        try:
-            items = []
-            for page in self.client.get_paginator(operation).paginate(**kwargs):
-                items.extend(page.get(key, []))
-            return items
-        except FLEET_AWS_ERRORS as exc:
-            raise AuditError(format_aws_error(exc, action=action, where=self.where)) from exc
+        return self.aws.paginate("ec2", operation, key, action, **kwargs)
 
     def instance_group_ids(self, filters):
         """Security groups of the instances matching EC2 filters (sorted, unique)."""
@@ -350,11 +328,11 @@ def main():
         supports_check_mode=True,
     )
     if not HAS_BOTO3:
-        module.fail_json(msg="fleet_sg_audit needs boto3 on the controller")
+        module.fail_json(msg="ec2fleet.fleet.sg_audit needs boto3 on the controller")
     params = module.params
     try:
         admin_cidrs = normalise_cidrs(params["admin_cidrs"])
-        ec2 = Ec2(params)
+        ec2 = Ec2(AwsCalls(params))
         bastion_ids = sorted(set(params["bastion_group_ids"]) | set(ec2.instance_group_ids(params["bastion_instance_filters"])))
         if not bastion_ids:
             raise AuditError("no bastion security group: give bastion_group_ids or bastion_instance_filters that match")

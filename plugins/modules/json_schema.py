@@ -5,7 +5,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 ---
-module: fleet_json_schema
+module: json_schema
 short_description: Validate data against a JSON Schema before it is written anywhere
 description:
   - Validates O(data) against the JSON Schema in O(schema) with the C(jsonschema) library, using
@@ -36,7 +36,7 @@ requirements:
 
 EXAMPLES = r"""
 - name: Validate the agent configuration against the agent's schema
-  fleet_json_schema:
+  ec2fleet.fleet.json_schema:
     data: "{{ agent_config }}"
     schema: "{{ role_path }}/files/schema.json"
     name: CloudWatch agent configuration

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 ---
-module: fleet_target_wait
+module: target_wait
 short_description: Wait until an instance is healthy in (or gone from) its target groups; register or deregister it
 description:
   - O(state=healthy) waits until the instance is C(healthy) on every port it is registered on, in
@@ -15,7 +15,7 @@ description:
   - O(state=registered) registers the instance (on O(port), else the target group's port) where it
     is not yet registered, then waits until healthy. O(state=deregistered) deregisters it, then
     waits until it is gone. These are for instances outside an Auto Scaling group; for group
-    members use M(fleet_asg_standby), which lets the group deregister them.
+    members use M(ec2fleet.fleet.asg_standby), which lets the group deregister them.
   - "Which target groups: O(target_groups) (names or ARNs) when given; else those of O(asg_name);
     else, for an instance in an Auto Scaling group, its group's target groups; else every target
     group of the region where the instance is registered now (O(state=registered) needs
@@ -27,7 +27,8 @@ description:
 version_added: "0.1.0"
 author: ec2-fleet
 extends_documentation_fragment:
-  - fleet_aws
+  - ec2fleet.fleet.aws
+  - ec2fleet.fleet.aws.retries
 options:
   instance_id:
     description: The EC2 instance ID.
@@ -71,20 +72,20 @@ notes:
 
 EXAMPLES = r"""
 - name: Wait until the host is healthy in every target group of its ASG
-  fleet_target_wait:
+  ec2fleet.fleet.target_wait:
     instance_id: "{{ instance_id }}"
     timeout: 300
   delegate_to: localhost
 
 - name: Take a host that is not in an ASG out of the load balancer, waiting for the drain
-  fleet_target_wait:
+  ec2fleet.fleet.target_wait:
     instance_id: "{{ instance_id }}"
     state: deregistered
     target_groups: [web]
   delegate_to: localhost
 
 - name: Put it back on port 8080 and wait until healthy
-  fleet_target_wait:
+  ec2fleet.fleet.target_wait:
     instance_id: "{{ instance_id }}"
     state: registered
     target_groups: [web]
@@ -126,11 +127,11 @@ waited_seconds:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.fleet_deploy import (
+from ansible_collections.ec2fleet.fleet.plugins.module_utils.aws import AwsCalls
+from ansible_collections.ec2fleet.fleet.plugins.module_utils.deploy import (
     DRAINING_STATES,
     HEALTHY,
     NOT_REGISTERED,
-    Aws,
     DeployError,
     argument_spec,
     asg_instance,
@@ -205,7 +206,7 @@ def deregister(module, aws, arns, result):
 
 def run(module):
     params = module.params
-    aws = Aws(params)
+    aws = AwsCalls(params)
     instance_id, state = params["instance_id"], params["state"]
     if state in ("healthy", "registered"):
         require_ec2_instance(aws, instance_id)

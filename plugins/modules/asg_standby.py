@@ -6,7 +6,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 ---
-module: fleet_asg_standby
+module: asg_standby
 short_description: Put an Auto Scaling instance in Standby with a drain wait, or back in service
 description:
   - O(state=standby) calls C(EnterStandby) (by default decrementing the desired capacity, so the
@@ -27,7 +27,8 @@ description:
 version_added: "0.1.0"
 author: ec2-fleet
 extends_documentation_fragment:
-  - fleet_aws
+  - ec2fleet.fleet.aws
+  - ec2fleet.fleet.aws.retries
 options:
   instance_id:
     description: The EC2 instance ID.
@@ -70,14 +71,14 @@ notes:
 
 EXAMPLES = r"""
 - name: Take the host out of service and wait for its connections to drain
-  fleet_asg_standby:
+  ec2fleet.fleet.asg_standby:
     instance_id: "{{ instance_id }}"
     asg_name: "{{ asg_name }}"
     state: standby
   delegate_to: localhost
 
 - name: Put it back and wait until every target group sees it healthy
-  fleet_asg_standby:
+  ec2fleet.fleet.asg_standby:
     instance_id: "{{ instance_id }}"
     state: inservice
     timeout: 300
@@ -134,14 +135,14 @@ desired_capacity:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.fleet_deploy import (
+from ansible_collections.ec2fleet.fleet.plugins.module_utils.aws import AwsCalls
+from ansible_collections.ec2fleet.fleet.plugins.module_utils.deploy import (
     ENTERING_STANDBY,
     HEALTHY,
     IN_SERVICE,
     LEAVING_STANDBY,
     NOT_REGISTERED,
     STANDBY,
-    Aws,
     DeployError,
     argument_spec,
     asg_instance,
@@ -237,7 +238,7 @@ def exit_standby(module, aws, group, record, result):
 
 def run(module):
     params = module.params
-    aws = Aws(params)
+    aws = AwsCalls(params)
     record = locate(aws, params["instance_id"], params["asg_name"])
     group = describe_asg(aws, record["AutoScalingGroupName"])
     arns = sorted(group.get("TargetGroupARNs", []))

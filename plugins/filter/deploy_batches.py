@@ -1,5 +1,5 @@
 # -*- coding: utf-8 -*-
-"""Jinja2 filter ``fleet_batches``: split the hosts of a rolling deploy into batches.
+"""Jinja2 filter ``ec2fleet.fleet.deploy_batches``: split the hosts of a rolling deploy into batches.
 
 Pure logic, no AWS calls: the playbook passes the hosts (from the inventory's hostvars) and the
 rollout policy; the filter returns which hosts are skipped and the batches, in order.
@@ -8,7 +8,7 @@ rollout policy; the filter returns which hosts are skipped and the batches, in o
 from __future__ import annotations
 
 DOCUMENTATION = r"""
-name: fleet_batches
+name: deploy_batches
 short_description: Plan the batches of a rolling deploy (canary, batch size, per-AZ share)
 description:
   - Takes a list of host dicts (C(name), C(az), C(asg), C(current_version)) and returns a dict
@@ -54,7 +54,7 @@ options:
 EXAMPLES = r"""
 - name: Plan the rollout
   ansible.builtin.set_fact:
-    deploy_plan: "{{ deploy_hosts | fleet_batches(app_version, canary=1, batch_size='25%', max_az_share='50%') }}"
+    deploy_plan: "{{ deploy_hosts | ec2fleet.fleet.deploy_batches(app_version, canary=1, batch_size='25%', max_az_share='50%') }}"
 """
 
 RETURN = r"""
@@ -81,7 +81,7 @@ def natural_key(text):
 def parse_amount(value, what):
     """``("count", n)`` or ``("percent", p)`` from 3, "3" or "25%"."""
     if isinstance(value, bool):
-        raise AnsibleFilterError(f"fleet_batches: {what} must be a count or a percentage like '25%', got {value!r}")
+        raise AnsibleFilterError(f"deploy_batches: {what} must be a count or a percentage like '25%', got {value!r}")
     text = str(value).strip()
     try:
         if text.endswith("%"):
@@ -95,7 +95,7 @@ def parse_amount(value, what):
         return "count", count
     except ValueError:
         raise AnsibleFilterError(
-            f"fleet_batches: {what} must be a count of at least 1 or a percentage in (0%, 100%], got {value!r}"
+            f"deploy_batches: {what} must be a count of at least 1 or a percentage in (0%, 100%], got {value!r}"
         ) from None
 
 
@@ -107,17 +107,17 @@ def resolve(amount, total):
     return max(1, math.floor(total * number / 100 + 1e-9))
 
 
-def fleet_batches(hosts, version, force=False, canary=1, batch_size=1, max_az_share="50%"):
+def deploy_batches(hosts, version, force=False, canary=1, batch_size=1, max_az_share="50%"):
     if not version:
-        raise AnsibleFilterError("fleet_batches: the target version is required")
+        raise AnsibleFilterError("deploy_batches: the target version is required")
     if not isinstance(hosts, (list, tuple)):
-        raise AnsibleFilterError(f"fleet_batches: expects a list of host dicts, got {type(hosts).__name__}")
+        raise AnsibleFilterError(f"deploy_batches: expects a list of host dicts, got {type(hosts).__name__}")
     try:
         canary = int(canary)
     except (TypeError, ValueError):
-        raise AnsibleFilterError(f"fleet_batches: canary must be a whole number, got {canary!r}") from None
+        raise AnsibleFilterError(f"deploy_batches: canary must be a whole number, got {canary!r}") from None
     if canary < 0:
-        raise AnsibleFilterError(f"fleet_batches: canary must be 0 or more, got {canary}")
+        raise AnsibleFilterError(f"deploy_batches: canary must be 0 or more, got {canary}")
     size_amount = parse_amount(batch_size, "batch_size")
     share_amount = parse_amount(max_az_share, "max_az_share")
 
@@ -125,10 +125,10 @@ def fleet_batches(hosts, version, force=False, canary=1, batch_size=1, max_az_sh
     skipped, targets = [], []
     for host in hosts:
         if not isinstance(host, dict) or not host.get("name"):
-            raise AnsibleFilterError(f"fleet_batches: every host needs a name, got {host!r}")
+            raise AnsibleFilterError(f"deploy_batches: every host needs a name, got {host!r}")
         name = str(host["name"])
         if name in seen:
-            raise AnsibleFilterError(f"fleet_batches: host {name} is listed twice")
+            raise AnsibleFilterError(f"deploy_batches: host {name} is listed twice")
         seen.add(name)
         current = host.get("current_version")
         if not force and current is not None and str(current) == str(version):
@@ -159,4 +159,4 @@ def fleet_batches(hosts, version, force=False, canary=1, batch_size=1, max_az_sh
 
 class FilterModule:
     def filters(self):
-        return {"fleet_batches": fleet_batches}
+        return {"deploy_batches": deploy_batches}
