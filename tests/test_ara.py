@@ -56,7 +56,7 @@ def environment(base: Path, record: bool, **extra: str) -> dict[str, str]:
     )
     if record:
         # As docs/ara.md: the variable replaces ansible.cfg's callback_plugins, so keep ours first.
-        env["ANSIBLE_CALLBACK_PLUGINS"] = os.pathsep.join([str(REPO / "plugins" / "callback"), ara_callback_dir()])
+        env["ANSIBLE_CALLBACK_PLUGINS"] = ara_callback_dir()
     return env
 
 
