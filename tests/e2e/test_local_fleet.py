@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,12 +19,11 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from browser import DomCounter, chromium
 
 from ec2fleet import emulator
 from ec2fleet.localfleet import containers, control
 from ec2fleet.ops import plain
-
-from browser import DomCounter, chromium
 
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
@@ -197,7 +197,7 @@ def test_rolling_deploy_succeeds_and_records_the_release(fleet, tmp_path):
     assert_fleet_at_rest(fleet)
     report = latest_report("2.0.0")
     assert report["result"] == "succeeded"
-    assert [len(b["hosts"]) for b in report["batches"]][0] == 1  # the canary
+    assert next(len(b["hosts"]) for b in report["batches"]) == 1  # the canary
     recorded = fleet.clients("ssm").get_parameter(Name=f"/{APP}/local/release")["Parameter"]["Value"]
     assert recorded == "2.0.0"
     check_html_report("2.0.0", tmp_path)
@@ -299,6 +299,67 @@ def test_instance_launched_later_converges_to_the_recorded_release(fleet):
         log = fleet.dir / "callbacks" / f"{new}.log"
         pytest.fail(f"new instance {new} did not converge to 3.0.0; callback log:\n"
                     f"{log.read_text()[-3000:] if new and log.exists() else '(none)'}")
+
+
+def _runner_events(artifacts: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted((artifacts / "job_events").glob("*.json"))]
+
+
+def _web_host_names(state) -> set[str]:
+    web = {i["InstanceId"] for i in web_instances(state)}
+    return {name for name, iid in _names_by_instance(state).items() if iid in web}
+
+
+def test_ansible_runner_deploys_through_the_runner_private_data_dir(fleet, tmp_path):
+    """runner/ as a user runs it: ansible-runner's CLI, then its artifacts, not the playbook's output."""
+    ident = "e2e-runner-deploy"
+    proc = subprocess.run([str(VENV_BIN / "ansible-runner"), "run", str(REPO / "runner"), "--artifact-dir", str(tmp_path),
+                           "--ident", ident, "-p", "playbooks/deploy.yml", "--cmdline", "-e app_version=2.0.0"],
+                          cwd=REPO, env=env_of(fleet), capture_output=True, text=True, timeout=1500)
+    artifacts = tmp_path / ident
+    assert (artifacts / "status").read_text().strip() == "successful", proc.stdout[-4000:]
+    assert (artifacts / "rc").read_text().strip() == "0"
+    events = _runner_events(artifacts)
+    ok_hosts = {e["event_data"].get("host") for e in events
+                if e["event"] == "runner_on_ok" and str(e["event_data"].get("playbook", "")).endswith("deploy.yml")}
+    missing = _web_host_names(fleet) - ok_hosts
+    assert not missing, f"no runner_on_ok event for {missing}"
+    assert set(versions(fleet).values()) == {"2.0.0"}
+    assert lb_version(fleet) == "2.0.0"
+    assert_fleet_at_rest(fleet)
+
+
+def test_execution_environment_reaches_the_fleet_under_runner_process_isolation(fleet, tmp_path):
+    """The EE image (tools/ee) runs reach.yml against the fleet: runner mounts only the private data
+    dir, so it gets real copies of the playbooks, ansible.cfg and the inventory; the SSH key's
+    directory (key + known_hosts) is mounted at its own path; the collection is the image's."""
+    image = "ec2fleet/ee:" + subprocess.run(
+        [str(VENV_BIN / "python"), "-c", "import yaml; print(yaml.safe_load(open('galaxy.yml'))['version'])"],
+        cwd=REPO, capture_output=True, text=True, check=True).stdout.strip()
+    if subprocess.run(["docker", "image", "inspect", image], capture_output=True).returncode != 0:
+        pytest.fail(f"execution environment image {image} is missing: build it with tools/ee (tools/test ee)")
+    pdd = tmp_path / "pdd"
+    (pdd / "env").mkdir(parents=True)
+    shutil.copytree(REPO / "playbooks", pdd / "project" / "playbooks")
+    shutil.copy(REPO / "ansible.cfg", pdd / "project" / "ansible.cfg")
+    (pdd / "inventory").mkdir()
+    shutil.copy(REPO / INVENTORY, pdd / "inventory" / "local.ec2_fleet.yml")
+    shutil.copytree(REPO / "inventory" / "group_vars", pdd / "inventory" / "group_vars")
+    (pdd / "env" / "envvars").write_text(json.dumps({**fleet.env(), "ANSIBLE_FORCE_COLOR": "0"}))
+    key_dir = Path(fleet.env()["EC2FLEET_LOCAL_SSH_KEY"]).parent
+    ident = "e2e-ee-reach"
+    proc = subprocess.run([str(VENV_BIN / "ansible-runner"), "run", str(pdd), "--ident", ident,
+                           "-p", "playbooks/reach.yml", "--process-isolation",
+                           "--process-isolation-executable", "docker", "--container-image", image,
+                           "--container-option=--network=host", "--container-option=--label=io.ec2fleet.managed=true",
+                           "--container-volume-mount", f"{key_dir}:{key_dir}"],
+                          cwd=tmp_path, env=env_of(fleet), capture_output=True, text=True, timeout=900)
+    artifacts = pdd / "artifacts" / ident
+    assert (artifacts / "status").read_text().strip() == "successful", proc.stdout[-4000:]
+    assert (artifacts / "rc").read_text().strip() == "0"
+    ok_hosts = {e["event_data"].get("host") for e in _runner_events(artifacts) if e["event"] == "runner_on_ok"}
+    missing = set(_names_by_instance(fleet)) - ok_hosts
+    assert not missing, f"the EE did not reach {missing}: {proc.stdout[-3000:]}"
 
 
 def test_down_leaves_nothing(fleet):
