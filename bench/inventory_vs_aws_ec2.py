@@ -39,8 +39,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO / "tests"))
 
-from ec2fleet.emulator import MotoServer  # noqa: E402
 import inventory_fleet  # noqa: E402
+
+from ec2fleet.emulator import MotoServer  # noqa: E402
 
 REGIONS = ["us-east-1", "us-west-2", "eu-west-1"]
 TIME = shutil.which("time", path="/usr/bin:/bin") or "/usr/bin/time"  # GNU time (Debian package "time")

@@ -15,7 +15,6 @@ import tempfile
 from pathlib import Path
 
 import boto3
-
 import inventory_fleet
 
 REPO = Path(__file__).resolve().parent.parent

@@ -3,6 +3,7 @@ count AWS calls, and a labelled test double for what moto cannot do (deny access
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import json
 import os
@@ -39,10 +40,8 @@ def parse_inventory(path, cache=True):
     inventory = InventoryData()
     plugin.parse(inventory, DataLoader(), str(path), cache=cache)
     inventory.reconcile_inventory()  # as InventoryManager does after every source
-    try:
+    with contextlib.suppress(AttributeError):  # no cache configured: InventoryManager ignores it the same way
         plugin.update_cache_if_changed()
-    except AttributeError:  # no cache configured: InventoryManager ignores it the same way
-        pass
     return inventory, plugin
 
 
@@ -153,10 +152,10 @@ class DenyingEndpoint:
                     ).encode()
                     if service == "ec2":
                         payload = (
-                            "<Response><Errors><Error><Code>UnauthorizedOperation</Code>"
-                            "<Message>You are not authorized to perform this operation.</Message></Error></Errors>"
-                            "<RequestID>test-double</RequestID></Response>"
-                        ).encode()
+                            b"<Response><Errors><Error><Code>UnauthorizedOperation</Code>"
+                            b"<Message>You are not authorized to perform this operation.</Message></Error></Errors>"
+                            b"<RequestID>test-double</RequestID></Response>"
+                        )
                     self.send_response(403)
                     self.send_header("Content-Type", "text/xml")
                     self.send_header("Content-Length", str(len(payload)))

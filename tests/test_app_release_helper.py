@@ -20,7 +20,7 @@ import pytest
 from app_support import HELPER, REPO, build_release
 
 sys.path.insert(0, str(REPO / "app"))
-from sampleapp import __version__, wsgi  # noqa: E402
+from sampleapp import __version__, wsgi
 
 
 @pytest.fixture

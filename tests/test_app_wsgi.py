@@ -10,7 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "app"))
 
-from sampleapp import __version__, wsgi  # noqa: E402
+from sampleapp import __version__, wsgi
 
 
 def call(path, method="GET"):

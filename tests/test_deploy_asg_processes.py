@@ -4,7 +4,6 @@ suspended before, resume exactly that; check mode; unknown group."""
 from __future__ import annotations
 
 import pytest
-
 from deploy_support import client, run_module, run_tasks, web_fleet
 
 pytestmark = pytest.mark.emulator

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import sys
 
-import pytest
-
 import inventory_fleet
+import pytest
 from deploy_support import StandbyStandIn, client, lifecycle, registered, run_module, run_tasks, web_fleet
 
 pytestmark = pytest.mark.emulator
@@ -59,7 +58,7 @@ def test_standby_drains_from_every_target_group_then_back_in_service_healthy(aws
 
 def test_drain_timeout_names_each_target_group_state(aws):
     """Without anyone deregistering it (bare moto), the drain wait must time out, not pass."""
-    ids, arns, _ = web_fleet(size=2)
+    ids, _arns, _ = web_fleet(size=2)
     result = run_module("ec2fleet.fleet.asg_standby", {"instance_id": ids[0], "timeout": 2, **FAST})
     assert result["failed"] is True
     assert result["msg"].startswith(f"{ids[0]} not deregistered in every target group after ")
@@ -96,7 +95,7 @@ def test_rerun_waits_until_healthy(aws):
 
 
 def test_health_timeout_names_each_target_group_state(aws):
-    ids, arns, _ = web_fleet(size=2)
+    ids, _arns, _ = web_fleet(size=2)
     in_service_but_stopped(ids)  # and never started: never healthy
     result = run_module("ec2fleet.fleet.asg_standby", {"instance_id": ids[0], "state": "inservice", "timeout": 2, **FAST})
     assert result["failed"] is True
@@ -144,7 +143,7 @@ def test_failures_are_one_clear_line(aws):
                   f"cannot move {full} out of Standby: full's desired capacity 2 + 1 would exceed its maximum size 2"))
     tasks = [{"name": f"case {n}", "ec2fleet.fleet.asg_standby": args, "ignore_errors": True} for n, (args, _) in enumerate(cases)]
     results = run_tasks(tasks)
-    for result, (_args, expected) in zip(results, cases):
+    for result, (_args, expected) in zip(results, cases, strict=True):
         assert result["failed"] is True
         assert result["msg"].startswith(expected), result["msg"]
         assert "\n" not in result["msg"]

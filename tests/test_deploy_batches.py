@@ -6,9 +6,7 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
-
 from ansible_collections.ec2fleet.fleet.plugins.filter import deploy_batches as fb
-
 from deploy_support import run_tasks
 
 batches_of = fb.deploy_batches

@@ -12,7 +12,6 @@ import pytest
 import yaml
 from ansible_collections.ec2fleet.fleet.plugins.module_utils import aws as client_layer
 from ansible_collections.ec2fleet.fleet.plugins.module_utils import deploy as deploy_utils
-
 from deploy_support import REPO
 
 MODULES = ["deploy_lock", "asg_processes", "asg_standby", "target_wait", "lb_metrics"]
@@ -24,9 +23,8 @@ AWS_MODULES = yaml.safe_load((REPO / "meta" / "runtime.yml").read_text())["actio
 def _docstrings(path, names):
     found = {}
     for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
-            if node.targets[0].id in names:
-                found[node.targets[0].id] = yaml.safe_load(node.value.value)
+        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name) and node.targets[0].id in names:
+            found[node.targets[0].id] = yaml.safe_load(node.value.value)
     return found
 
 

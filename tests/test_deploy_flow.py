@@ -7,7 +7,6 @@ moto does not deregister Standby instances (AWS does): StandbyStandIn does it, o
 from __future__ import annotations
 
 import pytest
-
 from deploy_support import StandbyStandIn, client, lifecycle, registered, run_tasks, web_fleet
 
 pytestmark = pytest.mark.emulator

@@ -4,19 +4,17 @@ page as headless Chromium renders it (skipped when Chromium is not installed).""
 
 from __future__ import annotations
 
+import itertools
 import re
 import struct
 import xml.etree.ElementTree as ET
 import zlib
 
 import pytest
-
-from browser import DomCounter, chromium
 from ansible_collections.ec2fleet.fleet.plugins.module_utils import deploy_html
 from ansible_collections.ec2fleet.fleet.plugins.modules import deploy_report as report_module
-
+from browser import DomCounter, chromium
 from deploy_support import REPO
-
 
 START = 1_790_000_000.0  # 2026-09-21T13:33:20Z
 EVIL = "health gate: GET /healthz said <script>alert(1)</script> & \"quoted\" 'single' 502"
@@ -187,7 +185,7 @@ def test_succeeded_report(succeeded):
         segs = by_class(row, "rect", "seg")
         assert [s.get("class").split()[1] for s in segs] == ["drain", "install", "health", "return"]
         xs = [(float(s.get("x")), float(s.get("x")) + float(s.get("width"))) for s in segs]
-        assert all(a[1] <= b[0] + 0.11 for a, b in zip(xs, xs[1:]))
+        assert all(a[1] <= b[0] + 0.11 for a, b in itertools.pairwise(xs))
     points = succeeded["lb_metrics"]["points"]
     metrics = root.find(".//g[@id='lb-metrics']")
     assert int(metrics.get("data-requests")) == sum(p["requests"] for p in points)
@@ -317,7 +315,7 @@ def test_rendered_in_chromium(tmp_path, failed, succeeded):
     colours = {px for row in rows[::2] for px in row[::2]}
 
     def near(rgb):
-        return any(sum(abs(a - b) for a, b in zip(rgb, px)) <= 12 for px in colours)
+        return any(sum(abs(a - b) for a, b in zip(rgb, px, strict=True)) <= 12 for px in colours)
     # The FAILED badge, and the phase colours of the bars: the SVG was really drawn.
     for name, rgb in {"result badge": (0xC6, 0x28, 0x28), "draining": (0xF4, 0xA3, 0x40),
                       "installing": (0x3F, 0x6F, 0xB5), "rolling back": (0x9C, 0x5F, 0xB5)}.items():

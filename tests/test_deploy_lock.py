@@ -9,13 +9,11 @@ import os
 import socket
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
-
 from ansible_collections.ec2fleet.fleet.plugins.module_utils import aws as utils
 from ansible_collections.ec2fleet.fleet.plugins.modules import deploy_lock
-
 from deploy_support import client, run_module, run_tasks
 
 pytestmark = pytest.mark.emulator
@@ -40,7 +38,7 @@ def put_lock(**fields):
 
 
 def iso(delta_seconds):
-    moment = datetime.now(timezone.utc) + timedelta(seconds=delta_seconds)
+    moment = datetime.now(UTC) + timedelta(seconds=delta_seconds)
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -144,7 +142,7 @@ def test_update_by_a_run_that_does_not_hold_it_fails(aws):
 
 
 def test_value_over_the_tier_limit_fails_clearly(aws):
-    result = run_module("ec2fleet.fleet.deploy_lock", {**LOCK_ARGS, "data": {"standby": ["i-%017d" % n for n in range(300)]}})
+    result = run_module("ec2fleet.fleet.deploy_lock", {**LOCK_ARGS, "data": {"standby": [f"i-{n:017d}" for n in range(300)]}})
     assert result["failed"] is True
     assert "over the 4096-byte limit of the Standard tier" in result["msg"]
     assert stored() is None
@@ -166,7 +164,7 @@ def lockmod():
     return deploy_lock
 
 
-NOW = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
 
 @pytest.mark.parametrize("holder, alive, verdict", [
@@ -231,7 +229,7 @@ def test_takeover_race_the_first_writer_wins(aws, lockmod):
 
     store = RacingStore(utils.AwsCalls({}), NAME, "Standard")
     with pytest.raises(utils.FleetAWSError, match="another run took it over at the same moment"):
-        lockmod.acquire(_FakeModule(), store, datetime.now(timezone.utc))
+        lockmod.acquire(_FakeModule(), store, datetime.now(UTC))
     assert stored() == winner
 
 
@@ -251,5 +249,5 @@ def test_takeover_race_with_a_release_and_fresh_lock_in_between(aws, lockmod):
 
     store = RacingStore(utils.AwsCalls({}), NAME, "Standard")
     with pytest.raises(utils.FleetAWSError, match="another run took it over at the same moment"):
-        lockmod.acquire(_FakeModule(), store, datetime.now(timezone.utc))
+        lockmod.acquire(_FakeModule(), store, datetime.now(UTC))
     assert stored() == fresh

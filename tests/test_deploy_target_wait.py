@@ -8,9 +8,7 @@ from __future__ import annotations
 import sys
 
 import pytest
-
 from ansible_collections.ec2fleet.fleet.plugins.module_utils import deploy as deploy_utils
-
 from deploy_support import client, registered, run_module, run_tasks, web_fleet
 
 pytestmark = pytest.mark.emulator
@@ -82,7 +80,7 @@ def test_absent_wait_lasts_until_deregistered(aws):
 
 
 def test_timeouts_name_each_target_group_state(aws):
-    ids, arns, fleet = web_fleet(size=2, tg_names=("web", "api"))
+    ids, arns, _fleet = web_fleet(size=2, tg_names=("web", "api"))
     client("ec2").stop_instances(InstanceIds=[ids[0]])
     healthy, absent = run_tasks([
         {"name": "never healthy", "ec2fleet.fleet.target_wait": {"instance_id": ids[0], "timeout": 1, **FAST},
@@ -120,7 +118,7 @@ def test_failures_are_one_clear_line(aws):
     ]
     results = run_tasks([{"name": f"case {n}", "ec2fleet.fleet.target_wait": args, "ignore_errors": True}
                          for n, (args, _) in enumerate(cases)])
-    for result, (_args, expected) in zip(results, cases):
+    for result, (_args, expected) in zip(results, cases, strict=True):
         assert result["failed"] is True
         assert result["msg"].startswith(expected), result["msg"]
         assert "\n" not in result["msg"]

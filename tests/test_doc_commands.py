@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import re
 
-import pytest
-
 import doc_commands
+import pytest
 
 OPS_COMMANDS = ("up", "status", "ssh", "run", "logs", "converge", "env", "smoke", "down")
 

@@ -10,9 +10,9 @@ from types import SimpleNamespace
 
 import boto3
 import pytest
+from inventory_fleet import AMI
 
 from ec2fleet import moto_server
-from inventory_fleet import AMI
 
 pytestmark = pytest.mark.emulator
 

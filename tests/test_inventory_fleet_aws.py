@@ -8,11 +8,9 @@ import sys
 
 import botocore.exceptions
 import pytest
-
-from ec2fleet.emulator import free_port
 from ansible_collections.ec2fleet.fleet.plugins.module_utils import aws as fleet_aws
 
-
+from ec2fleet.emulator import free_port
 
 
 def test_endpoint_from_argument_then_environment(monkeypatch):

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import pytest
-
 import inventory_fleet as fleet
+import pytest
 from inventory_support import all_hosts, inventory_list, run_cli, write_config
 
 pytestmark = pytest.mark.emulator

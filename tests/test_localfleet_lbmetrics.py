@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import socket
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import boto3
 import pytest
-
 from ansible_collections.ec2fleet.fleet.plugins.module_utils.deploy import DeployError, cloudwatch_dimension
 
 from ec2fleet.localfleet import lbmetrics
@@ -63,7 +62,7 @@ def test_publisher_puts_window_increases_that_survive_a_reload(aws):
     assert pub.flush() == {"requests": 90, "frontend_5xx": 3, "target_5xx": 1}
     assert not pub.due()
 
-    start = datetime.fromtimestamp(1_000_000.0 - 60, tz=timezone.utc)
+    start = datetime.fromtimestamp(1_000_000.0 - 60, tz=UTC)
     dims = [{"Name": "TargetGroup", "Value": cloudwatch_dimension(TG)},
             {"Name": "LoadBalancer", "Value": cloudwatch_dimension(LB)}]
     answer = cloudwatch.get_metric_data(

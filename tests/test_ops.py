@@ -6,10 +6,10 @@ by AWS or by the plugin's cache."""
 from __future__ import annotations
 
 import pytest
-
-from ec2fleet import ops
 from inventory_fleet import add_asg, add_bastion, make_network, name_instances
 from inventory_support import cli_env, write_config
+
+from ec2fleet import ops
 
 
 def test_plain_unwraps_trust_markers_at_any_depth():

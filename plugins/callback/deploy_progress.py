@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 """Callback plugin: one progress line per step of each deploy batch (also in AWX job output)."""
 
 from __future__ import annotations
@@ -30,7 +29,7 @@ PHASE_WORDS = {"out": "out of service", "healthy": "healthy", "in": "back in ser
 
 
 def clock(seconds):
-    seconds = max(0, int(round(seconds)))
+    seconds = max(0, round(seconds))
     hours, rest = divmod(seconds, 3600)
     return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
 

@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 """Documentation of the AWS connection options every module and the inventory plugin take.
 
 One definition (``extends_documentation_fragment: [ec2fleet.fleet.aws]``), next to the one

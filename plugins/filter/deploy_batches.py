@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 """Jinja2 filter ``ec2fleet.fleet.deploy_batches``: split the hosts of a rolling deploy into batches.
 
 Pure logic, no AWS calls: the playbook passes the hosts (from the inventory's hostvars) and the

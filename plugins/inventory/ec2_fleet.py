@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: the ec2-fleet project
 # Apache License 2.0
 """ec2_fleet: dynamic EC2 inventory, a faster and safer drop-in for amazon.aws.aws_ec2."""
@@ -573,7 +572,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
 
     def _describe(self, ec2, filters):
         if self._state_filter_needed(filters):
-            filters = filters + [{"Name": "instance-state-name", "Values": list(self.get_option("states"))}]
+            filters = [*filters, {"Name": "instance-state-name", "Values": list(self.get_option("states"))}]
         instances = []
         for page in ec2.get_paginator("describe_instances").paginate(Filters=filters, PaginationConfig={"PageSize": 1000}):
             for reservation in page["Reservations"]:

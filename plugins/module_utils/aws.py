@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 """The one boto3 client factory of the project: every piece of Python that talks to AWS uses it.
 
 What it settles once, the same way for the inventory plugin, the custom modules and the

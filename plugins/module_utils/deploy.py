@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 """Shared code of the deploy modules (deploy_lock, asg_processes, asg_standby, target_wait,
 lb_metrics): one-line errors and the Auto Scaling / target group look-ups and waits they all need.
 

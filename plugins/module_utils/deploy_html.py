@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 """One self-contained HTML page for a rolling deployment's report (beside the JSON report).
 
 ``render_html(report)`` turns the dict that the ``deploy_report`` module's ``build_report`` writes into one
@@ -40,6 +39,7 @@ Standard library only: the ``deploy_report`` module ships it in its payload.
 from __future__ import annotations
 
 import calendar
+import contextlib
 import math
 import os
 import tempfile
@@ -168,7 +168,7 @@ def _duration(seconds):
     seconds = max(0.0, float(seconds))
     if seconds < 60:
         return f"{seconds:.1f} s"
-    minutes, secs = divmod(int(round(seconds)), 60)
+    minutes, secs = divmod(round(seconds), 60)
     if minutes < 60:
         return f"{minutes} min {secs:02d} s"
     hours, minutes = divmod(minutes, 60)
@@ -177,7 +177,7 @@ def _duration(seconds):
 
 def _tick_label(seconds):
     sign = "-" if seconds < 0 else ""
-    seconds = abs(int(round(seconds)))
+    seconds = abs(round(seconds))
     if seconds < 60:
         return f"{sign}{seconds}s"
     minutes, secs = divmod(seconds, 60)
@@ -234,7 +234,7 @@ def _times(host, origin):
 def _segments(host, rel):
     """(start, end, css class, label) of each phase the host's times show."""
     segments = []
-    for index, (key, css, label) in enumerate(PHASES):
+    for key, css, label in PHASES:
         if key not in rel:
             continue
         later = [rel[k] for k in TIME_KEYS[TIME_KEYS.index(key) + 1:] if k in rel]
@@ -349,7 +349,8 @@ def _header(report, hosts):
     failures = []
     for host in hosts:
         if _primary_failure(host):
-            line = f"{host.get('host')} ({STATUS_TEXT.get(host.get('status'), host.get('status'))}, batch {host.get('batch', '?')}): {host.get('error') or 'failed'}"
+            status = STATUS_TEXT.get(host.get("status"), host.get("status"))
+            line = f"{host.get('host')} ({status}, batch {host.get('batch', '?')}): {host.get('error') or 'failed'}"
             if host.get("rollback_error"):
                 line += f"\nrollback: {host['rollback_error']}"
             failures.append(line)
@@ -651,9 +652,7 @@ def write_html(report: dict, path: str) -> str:
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
-        except OSError:
-            pass
         raise
     return path

@@ -108,8 +108,12 @@ deployment_group:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-
-from ansible_collections.ec2fleet.fleet.plugins.module_utils.aws import AWS_ARGUMENT_SPEC, HAS_BOTO3, AwsCalls, FleetAWSError
+from ansible_collections.ec2fleet.fleet.plugins.module_utils.aws import (
+    AWS_ARGUMENT_SPEC,
+    HAS_BOTO3,
+    AwsCalls,
+    FleetAWSError,
+)
 
 
 def _asg_names(groups):

@@ -177,7 +177,12 @@ import uuid
 from datetime import datetime, timedelta, timezone
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.ec2fleet.fleet.plugins.module_utils.aws import FLEET_AWS_ERRORS, AwsCalls, error_code, format_aws_error
+from ansible_collections.ec2fleet.fleet.plugins.module_utils.aws import (
+    FLEET_AWS_ERRORS,
+    AwsCalls,
+    error_code,
+    format_aws_error,
+)
 from ansible_collections.ec2fleet.fleet.plugins.module_utils.deploy import DeployError, argument_spec
 
 TIER_LIMITS = {"Standard": 4096, "Advanced": 8192}
@@ -290,9 +295,9 @@ def judge(holder, run_id, controller, now, alive=process_alive, machine=None):
     if expires is not None and expires <= now:
         return "expired", f"expired at {holder.get('expires_at')}"
     same_machine = not (machine and holder.get("machine_id")) or holder.get("machine_id") == machine
-    if holder.get("controller") == controller and same_machine and holder.get("pid") is not None:
-        if not alive(holder.get("pid"), holder.get("pid_started")):
-            return "stale", f"its process {holder.get('pid')} on {controller} is no longer running"
+    if (holder.get("controller") == controller and same_machine and holder.get("pid") is not None
+            and not alive(holder.get("pid"), holder.get("pid_started"))):
+        return "stale", f"its process {holder.get('pid')} on {controller} is no longer running"
     if expires is None:
         return "held", "it has no readable expiry"
     return "held", "it is held by a live run"

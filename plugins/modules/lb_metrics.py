@@ -26,11 +26,11 @@ options:
     elements: str
     required: true
   start:
-    description: Start of the window, seconds since the epoch (UTC).
+    description: Start of the window, seconds since the epoch (timezone.utc).
     type: float
     required: true
   end:
-    description: End of the window, seconds since the epoch (UTC); default now.
+    description: End of the window, seconds since the epoch (timezone.utc); default now.
     type: float
   period:
     description:
@@ -75,7 +75,11 @@ from datetime import datetime, timezone
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.ec2fleet.fleet.plugins.module_utils.aws import AwsCalls
-from ansible_collections.ec2fleet.fleet.plugins.module_utils.deploy import DeployError, argument_spec, cloudwatch_dimension
+from ansible_collections.ec2fleet.fleet.plugins.module_utils.deploy import (
+    DeployError,
+    argument_spec,
+    cloudwatch_dimension,
+)
 
 NAMESPACE = "AWS/ApplicationELB"
 MAX_QUERIES = 500  # GetMetricData's limit per call
@@ -107,7 +111,7 @@ def points_from(results):
         for stamp, value in zip(series.get("Timestamps", []), series.get("Values", [])):
             t = stamp.timestamp() if hasattr(stamp, "timestamp") else float(stamp)
             point = by_time.setdefault(t, {"t": t, "requests": 0, "errors": 0})
-            point[kind] += int(round(value))
+            point[kind] += round(value)
     return [by_time[t] for t in sorted(by_time)]
 
 

@@ -196,10 +196,7 @@ def sources(permission):
 
 def describe_rule(permission, source):
     protocol = str(permission.get("IpProtocol"))
-    if protocol in ALL_PROTOCOLS:
-        ports = "all traffic"
-    else:
-        ports = f"{protocol} {permission.get('FromPort')}-{permission.get('ToPort')}"
+    ports = "all traffic" if protocol in ALL_PROTOCOLS else f"{protocol} {permission.get('FromPort')}-{permission.get('ToPort')}"
     kind, value = source
     return f"{ports} from {value}" if kind == "cidr" else f"{ports} from {kind} {value}"
 

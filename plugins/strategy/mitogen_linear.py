@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: the ec2-fleet project
 # Apache License 2.0
 """Mitogen's linear strategy, loaded from the installed mitogen package.

@@ -144,7 +144,7 @@ class MotoServer:
             **DUMMY_CREDENTIALS,
         }
 
-    def start(self, timeout: float = 30.0, detach: bool = False) -> "MotoServer":
+    def start(self, timeout: float = 30.0, detach: bool = False) -> MotoServer:
         if not self.port:
             self.port = free_port(self.host)
         self.log_path = state_dir() / f"moto-{self.port}.log"
@@ -210,7 +210,7 @@ class MotoServer:
         self.pid = None
         self.pidfile.unlink(missing_ok=True)
 
-    def __enter__(self) -> "MotoServer":
+    def __enter__(self) -> MotoServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:

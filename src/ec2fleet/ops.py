@@ -163,14 +163,14 @@ def run_parallel(hosts: list[Host], command: str, sudo: bool = False) -> dict[st
                 return 255, f"{type(error).__name__}: {error}"
             try:
                 result = (conn.sudo if sudo else conn.run)(command, hide=True, warn=True, timeout=300)
-            except Exception as exc:  # noqa: BLE001 - reported per host, like a failed command
+            except Exception as exc:
                 return 255, f"{type(exc).__name__}: {exc}"
             return result.exited, (result.stdout + result.stderr).strip()
         finally:
             conn.close()
 
     with ThreadPoolExecutor(max_workers=PARALLEL_CONNECTIONS, thread_name_prefix="fleet-ops") as pool:
-        return dict(zip([h.name for h in hosts], pool.map(one, hosts)))
+        return dict(zip([h.name for h in hosts], pool.map(one, hosts), strict=True))
 
 
 def target_health(hosts: list[Host]) -> dict[str, str]:

@@ -66,7 +66,7 @@ def serve_directory(root: Path):
     server_info = LoopbackServer(Path(root))
 
     class Handler(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, fmt, *args):  # noqa: D401 - record instead of printing
+        def log_message(self, fmt, *args):
             server_info.requests.append(self.path)
 
     handler = functools.partial(Handler, directory=str(root))

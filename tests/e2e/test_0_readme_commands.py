@@ -20,9 +20,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
-
 import doc_commands
+import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.docker, pytest.mark.e2e]

@@ -37,7 +37,7 @@ def keys() -> Path:
 
 @pytest.fixture(scope="module")
 def private_ip() -> str:
-    fmt = "{{(index .NetworkSettings.Networks \"%s\").IPAddress}}" % NETWORK
+    fmt = f"{{{{(index .NetworkSettings.Networks \"{NETWORK}\").IPAddress}}}}"
     out = subprocess.run(["docker", "inspect", "-f", fmt, PRIVATE], check=True, capture_output=True, text=True)
     return out.stdout.strip()
 

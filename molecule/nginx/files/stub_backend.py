@@ -20,7 +20,7 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def do_GET(self):  # noqa: N802 - http.server API
+    def do_GET(self):
         if self.path == "/health":
             self._send(200, json.dumps({"status": "ok", "version": "stub"}))
         elif self.path == "/echo":
@@ -32,7 +32,7 @@ class Handler(BaseHTTPRequestHandler):
         else:
             self._send(200, "stub backend\n", "text/plain")
 
-    def do_POST(self):  # noqa: N802 - http.server API
+    def do_POST(self):
         length = int(self.headers.get("Content-Length", 0))
         self.rfile.read(length)
         self._send(200, json.dumps({"received": length}))

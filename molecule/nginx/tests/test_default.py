@@ -57,9 +57,8 @@ def test_security_headers_on_errors_too():
 @pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3])
 def test_modern_tls_accepted(version):
     context = tls_context(minimum=version, maximum=version)
-    with socket.create_connection(("127.0.0.1", HTTPS_PORT), timeout=10) as raw:
-        with context.wrap_socket(raw) as tls:
-            assert tls.version() == version.name.replace("v1_", "v1.")
+    with socket.create_connection(("127.0.0.1", HTTPS_PORT), timeout=10) as raw, context.wrap_socket(raw) as tls:
+        assert tls.version() == version.name.replace("v1_", "v1.")
 
 
 def s_client(*options):

@@ -20,7 +20,6 @@ from ec2fleet.localfleet import containers
 from ec2fleet.localfleet.state import FleetState
 from ec2fleet.localfleet.world import FleetSpec, World, vpc_cidr, vpc_prefix
 
-
 # The launch template's user data: on AWS it would call the controller back (docs/bootstrap.md);
 # here fleetd is the callback receiver, so the instance only records the request.
 CALLBACK_USER_DATA = """#!/bin/sh

@@ -62,7 +62,7 @@ class Reconciler:
     def user_data(self, iid: str) -> str:
         try:
             value = self.ec2.describe_instance_attribute(InstanceId=iid, Attribute="userData")["UserData"]
-        except Exception:  # noqa: BLE001 - no user data is a normal answer
+        except Exception:
             return ""
         raw = value.get("Value") if isinstance(value, dict) else None
         return base64.b64decode(raw).decode() if raw else ""
@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     while not stopping:
         try:
             reconciler.tick()
-        except Exception as exc:  # noqa: BLE001 - keep following the fleet; say what failed
+        except Exception as exc:
             log.error("reconcile failed: %s", exc)
         time.sleep(args.interval)
     reconciler.balancer.stop()

@@ -17,7 +17,7 @@ import csv
 import io
 import socket
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from ansible_collections.ec2fleet.fleet.plugins.module_utils.deploy import cloudwatch_dimension
@@ -77,7 +77,7 @@ class Publisher:
 
     def flush(self) -> dict[str, int]:
         """Puts the window's sums (zeros too: an idle period is a datapoint on AWS as well)."""
-        stamp = datetime.fromtimestamp(self.window_start, tz=timezone.utc)
+        stamp = datetime.fromtimestamp(self.window_start, tz=UTC)
         lb_only = [{"Name": "LoadBalancer", "Value": self.lb}]
         both = [{"Name": "TargetGroup", "Value": self.tg}, *lb_only]
         elb_5xx = max(0, self.sums["frontend_5xx"] - self.sums["target_5xx"])

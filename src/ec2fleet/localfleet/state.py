@@ -32,14 +32,14 @@ class FleetState:
         return STATE_ROOT / name
 
     @classmethod
-    def load(cls, directory: Path) -> "FleetState":
+    def load(cls, directory: Path) -> FleetState:
         path = Path(directory) / "state.json"
         if not path.exists():
             raise FileNotFoundError(f"no local fleet state at {path}: run `tools/fleet up` first")
         return cls(Path(directory), json.loads(path.read_text()))
 
     @classmethod
-    def create(cls, name: str, **data) -> "FleetState":
+    def create(cls, name: str, **data) -> FleetState:
         directory = cls.path_for(name)
         directory.mkdir(parents=True, exist_ok=True)
         state = cls(directory, {"name": name, **data})
