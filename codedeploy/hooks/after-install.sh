@@ -1,6 +1,7 @@
 #!/bin/bash
 # AfterInstall: put the artifact where an Ansible deployment puts it and install it as a release
 # (verified against its sha256; already installed from the same artifact: no change).
+# shellcheck source=codedeploy/hooks/lib.sh
 . "$(dirname "$0")/lib.sh"
 require_prepared_host
 app_root=$(setting APP_ROOT)

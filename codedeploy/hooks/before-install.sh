@@ -1,5 +1,6 @@
 #!/bin/bash
 # BeforeInstall: check the host is prepared and give Install an empty staging directory.
+# shellcheck source=codedeploy/hooks/lib.sh
 . "$(dirname "$0")/lib.sh"
 require_prepared_host
 rm -rf "$STAGING"

@@ -17,7 +17,9 @@ BUNDLE_DIR=$(dirname "$HOOKS_DIR")
 HELPER=/usr/local/sbin/${APP_NAME}-release
 HELPER_SETTINGS=/etc/default/${APP_NAME}-release
 # Where appspec.yml's files section puts release/ during Install.
+# shellcheck disable=SC2034  # STAGING and ARTIFACT_NAME are for the hooks that source this file
 STAGING=/var/lib/codedeploy-${APP_NAME}/revision
+# shellcheck disable=SC2034  # likewise
 ARTIFACT_NAME=${APP_NAME}-${APP_VERSION}.tar.gz
 
 log() {
