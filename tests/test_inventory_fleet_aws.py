@@ -95,3 +95,16 @@ def test_module_imports_only_stdlib_and_boto():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_region_defaults_to_aws_region_as_documented(monkeypatch):
+    """botocore reads AWS_DEFAULT_REGION only; the documented default is AWS_REGION too."""
+    monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
+    monkeypatch.setenv("AWS_REGION", "eu-west-3")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/dev/null")
+    _, clients = fleet_aws.fleet_clients()
+    assert clients.region == "eu-west-3"
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "ap-south-1")
+    _, clients = fleet_aws.fleet_clients()
+    assert clients.region == "ap-south-1"
+    assert fleet_aws.fleet_clients(region="us-west-2")[1].region == "us-west-2"

@@ -130,7 +130,9 @@ class ClientFactory:
         self.session = session
         self.config = config
         self.endpoint_url = endpoint_from_env(endpoint_url)
-        self.region = region or session.region_name or "us-east-1"
+        # botocore reads AWS_DEFAULT_REGION and profiles, not AWS_REGION (which the AWS CLI v2 and
+        # the other SDKs read): take it too, as the documented default says.
+        self.region = region or session.region_name or os.environ.get("AWS_REGION") or "us-east-1"
         self._clients: dict = {}
         self._lock = threading.Lock()
 
