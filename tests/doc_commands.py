@@ -57,10 +57,18 @@ def blocks(path: Path, repo: Path = REPO) -> list[list[DocCommand]]:
         body = lines[start:end]
         if lang in SHELL_LANGS and not (body and body[0].lstrip().startswith("#!")):
             block = []
+            pending, first = "", 0
             for offset, raw in enumerate(body):
                 text = without_comment(raw).strip()
+                if not pending:
+                    first = offset
+                if text.endswith("\\"):  # a command continued on the next line
+                    pending += text[:-1].rstrip() + " "
+                    continue
+                text = (pending + text).strip()
+                pending = ""
                 if text and not text.startswith("#"):
-                    block.append(DocCommand(rel, start + offset + 1, text))
+                    block.append(DocCommand(rel, start + first + 1, text))
             if block:
                 found.append(block)
         i = end + 1

@@ -40,10 +40,10 @@ def test_every_line_not_run_is_still_in_the_docs():
 def test_parser_reads_tagged_blocks_skips_scripts_and_refuses_untagged(tmp_path):
     (tmp_path / "docs").mkdir()
     (tmp_path / "README.md").write_text(
-        "# x\n```sh\ntools/fleet up   # comment\n# a comment line\n\nfab x --y 'a # b'\n```\n"
+        "# x\n```sh\ntools/fleet up   # comment\n# a comment line\n\nfab x --y 'a # b'\nrun a \\\n  --b c\n```\n"
         "```bash\n#!/bin/bash\ncurl example\n```\n```text\nnot a command\n```\n")
     blocks = doc_commands.all_blocks(tmp_path)
-    assert [[(c.line, c.text) for c in b] for b in blocks] == [[(3, "tools/fleet up"), (6, "fab x --y 'a # b'")]]
+    assert [[(c.line, c.text) for c in b] for b in blocks] == [[(3, "tools/fleet up"), (6, "fab x --y 'a # b'"), (7, "run a --b c")]]
     (tmp_path / "docs" / "a.md").write_text("```\nls\n```\n")
     with pytest.raises(ValueError, match=r"docs/a.md:1: fenced block without a language"):
         doc_commands.all_blocks(tmp_path)
