@@ -21,9 +21,10 @@ def plain_instance(fleet):
                                        SubnetId=fleet.private_subnets[0])["Instances"][0]["InstanceId"]
 
 
-def later(python_code, delay=3):
+def later(python_code, delay=8):
     """A play task that runs boto3 code in the background ``delay`` seconds later, so the next
-    task (the module) starts while the emulator still shows the old state."""
+    task (the module) starts while the emulator still shows the old state (8 s: on a loaded
+    2-core machine starting the module took over 3 s, and the module then waited 0 s)."""
     code = f"import time, boto3; time.sleep({delay}); {python_code}"
     return {"name": "something happens a little later",
             "ansible.builtin.shell": f"nohup {sys.executable} -c \"{code}\" >/dev/null 2>&1 &",
