@@ -15,8 +15,8 @@ def test_change_is_reloaded_not_restarted(host):
     assert request("POST", "/", tls=True, body=b"x" * 100_000).status == 413
     run = run_playbook("converge.yml", "-e", "nginx_client_max_body_size=128k")
     assert run.returncode == 0, run.stdout[-3000:]
-    assert "RUNNING HANDLER [nginx : Validate the nginx configuration]" in run.stdout
-    assert run.stdout.index("Validate the nginx configuration") < run.stdout.index("RUNNING HANDLER [nginx : Reload nginx]")
+    assert "RUNNING HANDLER [ec2fleet.fleet.nginx : Validate the nginx configuration]" in run.stdout
+    assert run.stdout.index("Validate the nginx configuration") < run.stdout.index("RUNNING HANDLER [ec2fleet.fleet.nginx : Reload nginx]")
     assert request("POST", "/", tls=True, body=b"x" * 100_000).status == 200
     assert master_pid(host) == pid
 
