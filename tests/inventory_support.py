@@ -53,20 +53,14 @@ def group_hosts(inventory, group):
     return sorted(h.name for h in inventory.groups[group].get_hosts())
 
 
-def fleet_aws_module():
-    """The collection's client layer, the one module the plugin, the modules and the tools import."""
-    from ansible_collections.ec2fleet.fleet.plugins.module_utils import aws
-
-    return aws
-
-
 class CallCounter:
     """Counts every AWS API call made through fleet_aws clients (botocore before-call event)."""
 
     def __init__(self, monkeypatch):
         self.calls = []
         self.factories = 0
-        fleet_aws = fleet_aws_module()
+        from ansible_collections.ec2fleet.fleet.plugins.module_utils import aws as fleet_aws
+
         original_call = fleet_aws.ClientFactory.__call__
         original_init = fleet_aws.ClientFactory.__init__
         counter = self

@@ -17,7 +17,6 @@ from inventory_support import (
     CallCounter,
     DenyingEndpoint,
     all_hosts,
-    fleet_aws_module,
     group_hosts,
     hostvars,
     inventory_list,
@@ -561,10 +560,12 @@ def test_strict_permissions_off_drops_only_denied_extras(small_fleet, tmp_path):
 
 
 def test_fleet_aws_is_one_module_for_plugin_and_tools(aws, tmp_path):
+    from ansible_collections.ec2fleet.fleet.plugins.module_utils import aws
+
     from ec2fleet.aws import client_layer
 
     _, plugin = parse_inventory(write_config(tmp_path, {"plugin": "ec2fleet.fleet.ec2_fleet", "regions": [REGION]}))
-    assert plugin._fleet_aws is fleet_aws_module() is client_layer
+    assert plugin._fleet_aws is aws is client_layer
     assert client_layer.__name__ == "ansible_collections.ec2fleet.fleet.plugins.module_utils.aws"
 
 
