@@ -78,6 +78,11 @@ def require_ec2_instance(aws, instance_id):
 
 # --- Target groups ----------------------------------------------------------------------------
 
+# Where an Application Load Balancer publishes its metrics (read by lb_metrics; the local fleet's
+# stand-in publishes there too).
+ALB_METRICS_NAMESPACE = "AWS/ApplicationELB"
+
+
 def cloudwatch_dimension(arn):
     """CloudWatch's dimension value for a load balancer or target group ARN:
     'app/<name>/<id>' (LoadBalancer) or 'targetgroup/<name>/<id>' (TargetGroup)."""

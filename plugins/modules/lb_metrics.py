@@ -76,12 +76,12 @@ from datetime import datetime, timezone
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.ec2fleet.fleet.plugins.module_utils.aws import AwsCalls
 from ansible_collections.ec2fleet.fleet.plugins.module_utils.deploy import (
+    ALB_METRICS_NAMESPACE,
     DeployError,
     argument_spec,
     cloudwatch_dimension,
 )
 
-NAMESPACE = "AWS/ApplicationELB"
 MAX_QUERIES = 500  # GetMetricData's limit per call
 
 
@@ -91,7 +91,7 @@ def queries(pairs, load_balancers, period):
 
     def stat(qid, name, dims):
         found.append({"Id": qid, "ReturnData": True, "MetricStat": {
-            "Metric": {"Namespace": NAMESPACE, "MetricName": name,
+            "Metric": {"Namespace": ALB_METRICS_NAMESPACE, "MetricName": name,
                        "Dimensions": [{"Name": k, "Value": v} for k, v in dims]},
             "Period": period, "Stat": "Sum"}})
 
@@ -142,7 +142,7 @@ def read(aws, params, now=None):
             token = page.get("NextToken")
             if not token:
                 break
-    return {"source": f"CloudWatch {NAMESPACE} ({', '.join(lbs) or 'no load balancer'})", "period": period,
+    return {"source": f"CloudWatch {ALB_METRICS_NAMESPACE} ({', '.join(lbs) or 'no load balancer'})", "period": period,
             "points": [p for p in points_from(results) if params["start"] - period < p["t"] <= end]}
 
 

@@ -20,9 +20,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ansible_collections.ec2fleet.fleet.plugins.module_utils.deploy import cloudwatch_dimension
-
-NAMESPACE = "AWS/ApplicationELB"
+from ansible_collections.ec2fleet.fleet.plugins.module_utils.deploy import ALB_METRICS_NAMESPACE, cloudwatch_dimension
 
 
 def read_counters(admin_socket: Path, frontend: str = "web", backend: str = "web") -> dict[str, int]:
@@ -89,7 +87,7 @@ class Publisher:
         ]
         for item in data:
             item.update(Timestamp=stamp, Unit="Count")
-        self.cloudwatch.put_metric_data(Namespace=NAMESPACE, MetricData=data)
+        self.cloudwatch.put_metric_data(Namespace=ALB_METRICS_NAMESPACE, MetricData=data)
         sent = dict(self.sums)
         self.sums = {key: 0 for key in self.sums}
         self.window_start = self.now()
