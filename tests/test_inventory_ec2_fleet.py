@@ -495,6 +495,23 @@ def test_bad_options_name_the_option_and_allowed_values(aws, tmp_path, options, 
     assert expected in str(err.value)
 
 
+def test_inventory_file_is_read_once(small_fleet, tmp_path, monkeypatch):
+    from ansible.parsing.dataloader import DataLoader
+
+    path = write_config(tmp_path, {"plugin": "ec2fleet.fleet.ec2_fleet", "regions": [REGION], "cache": False})
+    reads = []
+    real = DataLoader.load_from_file
+
+    def counting(self, file_name, *args, **kwargs):
+        reads.append(file_name)
+        return real(self, file_name, *args, **kwargs)
+
+    monkeypatch.setattr(DataLoader, "load_from_file", counting)
+    inventory, _ = parse_inventory(path)
+    assert reads == [str(path)]
+    assert "web-0001" in inventory.hosts
+
+
 def test_bad_option_through_cli_exits_non_zero(aws, tmp_path):
     path = write_config(tmp_path, {"plugin": "ec2fleet.fleet.ec2_fleet", "regions": [REGION], "states": ["sleeping"]})
     proc = run_cli("ansible-inventory", "-i", str(path), "--list")
