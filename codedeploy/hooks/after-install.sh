@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # AfterInstall: put the artifact where an Ansible deployment puts it and install it as a release
 # (verified against its sha256; already installed from the same artifact: no change).
 # shellcheck source=codedeploy/hooks/lib.sh

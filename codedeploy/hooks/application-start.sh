@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # ApplicationStart: the service enabled (as the app role leaves it, so it survives a reboot),
 # then the atomic switch of `current` to the new release and the service restart.
 # shellcheck source=codedeploy/hooks/lib.sh

@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # ApplicationStop (runs the PREVIOUS revision's copy; skipped on a host's first deployment).
 # Nothing is stopped: the release switch in ApplicationStart is atomic and restarts the service,
 # exactly as an Ansible deployment does, so the old release serves until then.

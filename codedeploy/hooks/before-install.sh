@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # BeforeInstall: check the host is prepared and give Install an empty staging directory.
 # shellcheck source=codedeploy/hooks/lib.sh
 . "$(dirname "$0")/lib.sh"

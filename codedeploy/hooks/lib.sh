@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # Shared by the hooks: where the revision is, which release it carries, and the `app` role's
 # release helper (/usr/local/sbin/<app_name>-release) that does the actual work.
 set -euo pipefail

@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # ValidateService: the same health gate as an Ansible deployment (/health answers 200 with this
 # version), then prune old releases. A failure fails the deployment; the deployment group's
 # automatic rollback redeploys the previous revision (the hooks then reactivate it).

@@ -49,7 +49,7 @@ description:
     the one boto3 client factory the modules use too) only when AWS must
     be called, so a cache hit does not even import boto3."
 author:
-  - ec2-fleet project
+  - ec2-fleet project (!UNKNOWN)
 requirements:
   - boto3
   - botocore
@@ -319,7 +319,7 @@ _NOT_PLAIN = object()
 
 
 def _host_vars_are_a_dict(host):
-    return type(getattr(host, "vars", None)) is dict
+    return isinstance(getattr(host, "vars", None), dict)
 
 
 def _valid_var_name(name):

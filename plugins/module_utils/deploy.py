@@ -87,7 +87,7 @@ def cloudwatch_dimension(arn):
     """CloudWatch's dimension value for a load balancer or target group ARN:
     'app/<name>/<id>' (LoadBalancer) or 'targetgroup/<name>/<id>' (TargetGroup)."""
     for marker, prefix in ((":loadbalancer/", ""), (":targetgroup/", "targetgroup/")):
-        _, found, tail = arn.partition(marker)
+        _head, found, tail = arn.partition(marker)
         if found and tail:
             return prefix + tail
     raise DeployError(f"not a load balancer or target group ARN: {arn}")

@@ -365,7 +365,7 @@ def _header(report, hosts):
 
 
 def _legend():
-    items = [(f"sw sw-{css}", label) for _, css, label in PHASES]
+    items = [(f"sw sw-{css}", label) for _phase, css, label in PHASES]
     items += [("sw sw-rollback", "rolling back"), ("sw sw-rollback-failed", "rollback failed"),
               ("sw sw-batch", "batch boundary")]
     out = ['<ul class="legend">']

@@ -17,7 +17,7 @@ description:
     given an empty list; this module never sends one).
   - Runs on the controller (delegate the task to C(localhost)); supports check mode.
 version_added: "0.1.0"
-author: ec2-fleet
+author: ec2-fleet project (!UNKNOWN)
 extends_documentation_fragment:
   - ec2fleet.fleet.aws
   - ec2fleet.fleet.aws.retries

@@ -17,7 +17,7 @@ description:
   - amazon.aws and community.aws have no CodeDeploy module; AWS access goes through the
     collection's one client layer (region, profile, assumed role, endpoint override, retries).
 version_added: "0.1.0"
-author: ec2-fleet
+author: ec2-fleet project (!UNKNOWN)
 options:
   application_name:
     description: Name of the CodeDeploy application.
@@ -162,12 +162,12 @@ def differences(current, desired):
     if current_tgs != sorted(t["name"] for t in desired["loadBalancerInfo"]["targetGroupInfoList"]):
         found.append("loadBalancerInfo")
     style = current.get("deploymentStyle") or {}
-    if (style.get("deploymentType", "IN_PLACE"), style.get("deploymentOption", "WITHOUT_TRAFFIC_CONTROL")) != (
-        desired["deploymentStyle"]["deploymentType"], desired["deploymentStyle"]["deploymentOption"]):
+    current_style = (style.get("deploymentType", "IN_PLACE"), style.get("deploymentOption", "WITHOUT_TRAFFIC_CONTROL"))
+    if current_style != (desired["deploymentStyle"]["deploymentType"], desired["deploymentStyle"]["deploymentOption"]):
         found.append("deploymentStyle")
     rollback = current.get("autoRollbackConfiguration") or {}
-    if (bool(rollback.get("enabled")), sorted(rollback.get("events") or [])) != (
-        desired["autoRollbackConfiguration"]["enabled"], sorted(desired["autoRollbackConfiguration"]["events"])):
+    wanted_rollback = desired["autoRollbackConfiguration"]
+    if (bool(rollback.get("enabled")), sorted(rollback.get("events") or [])) != (wanted_rollback["enabled"], sorted(wanted_rollback["events"])):
         found.append("autoRollbackConfiguration")
     if (current.get("outdatedInstancesStrategy") or "UPDATE") != desired["outdatedInstancesStrategy"]:
         found.append("outdatedInstancesStrategy")

@@ -36,7 +36,7 @@ description:
     short read-then-write window, reachable only when this run's lock had already expired."
   - Runs on the controller (delegate the task to C(localhost), C(run_once)); supports check mode.
 version_added: "0.1.0"
-author: ec2-fleet
+author: ec2-fleet project (!UNKNOWN)
 extends_documentation_fragment:
   - ec2fleet.fleet.aws
   - ec2fleet.fleet.aws.retries
@@ -223,7 +223,7 @@ def controller_process():
     """
     found = None
     pid = os.getppid()
-    for _ in range(64):
+    for _depth in range(64):
         stat = _proc_stat(pid)
         if stat is None:
             break

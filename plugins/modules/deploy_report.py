@@ -17,7 +17,7 @@ description:
     the same time axis when O(lb_metrics) is given. It has no external scripts, styles or fonts.
   - Runs on the controller. Writes the report in check mode too (it changes no managed host).
 version_added: "0.1.0"
-author: ec2-fleet
+author: ec2-fleet project (!UNKNOWN)
 options:
   path:
     description: Where to write the JSON report (parent directories are created).

@@ -16,7 +16,7 @@ description:
   - Run it where C(jsonschema) and the schema file are, usually the controller
     (with C(delegate_to) localhost).
 version_added: "0.1.0"
-author: ec2-fleet
+author: ec2-fleet project (!UNKNOWN)
 options:
   data:
     description: The document to validate (a dict, list or scalar).
@@ -57,6 +57,7 @@ import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
+JSONSCHEMA_IMPORT_ERROR = None
 try:
     import jsonschema
 except ImportError:

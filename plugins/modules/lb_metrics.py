@@ -18,7 +18,7 @@ description:
     it warns and returns no points instead of failing the play that asked; the numbers are for the
     report, never a gate.
 version_added: "0.2.0"
-author: ec2-fleet
+author: ec2-fleet project (!UNKNOWN)
 options:
   target_group_arns:
     description: Target groups whose traffic to count (their load balancers are looked up).

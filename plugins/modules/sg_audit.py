@@ -20,7 +20,7 @@ description:
   - Runs on the controller (delegate to C(localhost)); supports check mode (enforce reports what it
     would change).
 version_added: "0.1.0"
-author: ec2-fleet
+author: ec2-fleet project (!UNKNOWN)
 extends_documentation_fragment:
   - ec2fleet.fleet.aws
   - ec2fleet.fleet.aws.retries
@@ -94,7 +94,7 @@ violations:
     kind: {description: V(bastion) or V(private)., type: str}
     rule: {description: "The rule, like C(tcp 22-22 from 0.0.0.0/0)", type: str}
     problem: {description: Why it is a violation., type: str}
-    action: {description: V(revoke) or V(authorize), what enforce does about it., type: str}
+    action: {description: "V(revoke) or V(authorize): what enforce does about it.", type: str}
 remaining:
   description: Violations left after enforcing (same form); equal to RV(violations) when not enforcing.
   returned: always

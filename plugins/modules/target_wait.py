@@ -25,7 +25,7 @@ description:
   - Runs on the controller (delegate the task to C(localhost)); supports check mode (reports what
     would change, changes nothing, does not wait).
 version_added: "0.1.0"
-author: ec2-fleet
+author: ec2-fleet project (!UNKNOWN)
 extends_documentation_fragment:
   - ec2fleet.fleet.aws
   - ec2fleet.fleet.aws.retries
