@@ -67,6 +67,7 @@ STATUS_TEXT = {
     "deployed": "deployed",
     "rolled_back": "rolled back",
     "rollback_failed": "rollback FAILED",
+    "unreachable": "UNREACHABLE",
     "not_started": "not started",
 }
 
@@ -122,6 +123,7 @@ svg .host { font-weight: bold; }
 svg .st-deployed { fill: #2e7d32; }
 svg .st-rolled_back { fill: #7b3f98; }
 svg .st-rollback_failed { fill: #b71c1c; font-weight: bold; }
+svg .st-unreachable { fill: #b71c1c; font-weight: bold; }
 svg .st-not_started { fill: #7b8794; }
 svg .st-incomplete { fill: #e65100; }
 svg .err { fill: #c62828; }
@@ -200,7 +202,7 @@ def _plain(value):
 
 
 def _primary_failure(host):
-    return host.get("status") in ("rolled_back", "rollback_failed") and not str(host.get("error", "")).startswith("batch:")
+    return host.get("status") in ("rolled_back", "rollback_failed", "unreachable") and not str(host.get("error", "")).startswith("batch:")
 
 
 def _start_epoch(report, hosts, points):

@@ -73,7 +73,7 @@ EXAMPLES = r"""
     version: "2.0.0"
     started: "{{ deploy_started }}"
     plan: "{{ deploy_plan }}"
-    hosts: "{{ groups['deploy_queue'] | map('extract', hostvars, 'deploy_result') | select('defined') | list }}"
+    hosts: "{{ deploy_results }}"
     aborted: "{{ deploy_aborted }}"
   delegate_to: localhost
   register: deploy_report
@@ -89,7 +89,7 @@ html_path:
   returned: always
   type: str
 summary:
-  description: Printable summary, one line per batch and host.
+  description: Printable summary, one line per batch and host, then the paths of the JSON and HTML reports.
   returned: always
   type: list
   elements: str
@@ -127,6 +127,8 @@ def build_report(params, now=None):
             state = "deployed"
         elif "rollback_failed" in statuses:
             state = "rollback_failed"
+        elif "unreachable" in statuses:
+            state = "unreachable"
         elif "rolled_back" in statuses:
             state = "rolled_back"
         else:
@@ -163,6 +165,9 @@ def build_report(params, now=None):
         "batches": batches,
         "versions_before": sorted({h.get("version_before") or "(none)" for h in by_host.values()}),
         "versions_after": sorted({h.get("version_after") or "(none)" for h in by_host.values()}),
+        # Instances this run took out of service and did not put back (the deploy lock keeps them).
+        "left_out_of_service": sorted(h["instance_id"] for h in by_host.values()
+                                      if h.get("out_of_service") and h.get("instance_id")),
     }
 
 
@@ -224,7 +229,8 @@ def main():
         write_html(report, html_path)
     except OSError as exc:
         module.fail_json(msg=f"cannot write the deploy report to {path}: {exc}")
-    module.exit_json(changed=False, report=report, summary=summarise(report), failure=failure_line(report), path=path,
+    summary = [*summarise(report), f"report: {path}", f"html: {html_path}"]
+    module.exit_json(changed=False, report=report, summary=summary, failure=failure_line(report), path=path,
                      html_path=html_path)
 
 

@@ -93,21 +93,21 @@ def assert_fleet_at_rest(state):
     assert lock_value(state) is None
 
 
-def latest_report_path(version: str) -> Path:
-    reports = sorted((REPO / "reports" / "deploys").glob(f"deploy-{APP}-local-{version}-*.json"),
-                     key=lambda p: p.stat().st_mtime)
-    assert reports, f"no report for {version}"
-    return reports[-1]
+def report_path(output: str) -> Path:
+    """The report of the run that printed `output` (its summary names the file), never an older one."""
+    found = re.findall(r"report: (\S+\.json)", output)
+    assert found, f"the deploy printed no report path:\n{output[-3000:]}"
+    return Path(found[-1])
 
 
-def latest_report(version: str) -> dict:
-    return json.loads(latest_report_path(version).read_text())
+def report_of(output: str) -> dict:
+    return json.loads(report_path(output).read_text())
 
 
-def check_html_report(version: str, tmp_path: Path) -> None:
+def check_html_report(output: str, tmp_path: Path) -> None:
     """The HTML page beside the JSON report, rendered by headless Chromium as an operator opens
     it: one row per host, the batches, the result; a screenshot is kept under reports/e2e/."""
-    path = latest_report_path(version)
+    path = report_path(output)
     report = json.loads(path.read_text())
     page = path.with_suffix(".html")
     assert page.exists(), f"no HTML report beside {path.name}"
@@ -142,7 +142,7 @@ def clear_faults(state) -> None:
 def fleet():
     if control.exists():
         pytest.fail("a local fleet is already up: `tools/fleet down` first (the e2e tests use that fleet name)")
-    for version in ("1.0.0", "2.0.0", "3.0.0", "4.0.0"):
+    for version in ("1.0.0", "2.0.0", "3.0.0", "4.0.0", "5.0.0"):
         subprocess.run([str(REPO / "tools" / "build-release"), version], cwd=REPO, check=True, capture_output=True)
     try:
         state = control.up(size=SIZE)
@@ -195,12 +195,12 @@ def test_rolling_deploy_succeeds_and_records_the_release(fleet, tmp_path):
     assert set(versions(fleet).values()) == {"2.0.0"}
     assert lb_version(fleet) == "2.0.0"
     assert_fleet_at_rest(fleet)
-    report = latest_report("2.0.0")
+    report = report_of(proc.stdout)
     assert report["result"] == "succeeded"
     assert next(len(b["hosts"]) for b in report["batches"]) == 1  # the canary
     recorded = fleet.clients("ssm").get_parameter(Name=f"/{APP}/local/release")["Parameter"]["Value"]
     assert recorded == "2.0.0"
-    check_html_report("2.0.0", tmp_path)
+    check_html_report(proc.stdout, tmp_path)
     # The deploy_progress callback's lines, one set per batch, in the playbook's output.
     batches = len(report["batches"])
     for n in range(1, batches + 1):
@@ -216,11 +216,11 @@ def test_canary_failing_its_health_check_is_rolled_back_alone(fleet, tmp_path):
     finally:
         clear_faults(fleet)
     assert proc.returncode != 0
-    report = latest_report("3.0.0")
+    report = report_of(proc.stdout)
     assert report["result"] == "failed"
     assert report["batches"][0]["state"] == "rolled_back"
     assert all(b["state"] == "not_started" for b in report["batches"][1:])
-    check_html_report("3.0.0", tmp_path)
+    check_html_report(proc.stdout, tmp_path)
     assert set(versions(fleet).values()) == {"2.0.0"}
     assert_fleet_at_rest(fleet)
 
@@ -273,7 +273,7 @@ def test_failure_in_second_batch_keeps_first_and_rolls_back_only_the_failed_batc
             proc.kill()
         clear_faults(fleet)
     assert proc.returncode != 0, out[-3000:]
-    report = latest_report("4.0.0")
+    report = report_of(out)
     assert report["result"] == "failed"
     assert [b["state"] for b in report["batches"]] == ["deployed", "rolled_back", "not_started"], report["batches"]
     assert [h["host"] for h in report["batches"][0]["hosts"]] == [
@@ -299,6 +299,58 @@ def test_instance_launched_later_converges_to_the_recorded_release(fleet):
         log = fleet.dir / "callbacks" / f"{new}.log"
         pytest.fail(f"new instance {new} did not converge to 3.0.0; callback log:\n"
                     f"{log.read_text()[-3000:] if new and log.exists() else '(none)'}")
+
+
+def test_canary_that_stops_answering_fails_the_deploy_and_cleanup_still_runs(fleet):
+    """The canary freezes (docker pause) once it is in Standby: the deploy counts it as failed
+    (unreachable), stops, resumes the ASG processes, writes a report with the canary's state,
+    keeps the lock with the canary on record (it is still in Standby) and exits non-zero. Once the
+    host answers again, the next deploy takes the lock over and finishes the job."""
+    # Shorter SSH keepalives and retries than ansible.cfg's, so a frozen host is given up on in
+    # seconds instead of minutes (what is tested is what happens then, not how long SSH waits).
+    quick = {"ANSIBLE_SSH_ARGS": "-o ControlMaster=auto -o ControlPersist=300s -o ServerAliveInterval=3 "
+                                 "-o ServerAliveCountMax=2 -o StrictHostKeyChecking=accept-new",
+             "ANSIBLE_SSH_RETRIES": "1", "ANSIBLE_TIMEOUT": "10"}
+    proc = subprocess.Popen([str(VENV_BIN / "ansible-playbook"), "-i", INVENTORY, "playbooks/deploy.yml",
+                             "-e", "app_version=5.0.0", "-e", "deploy_batch_size=1"], cwd=REPO,
+                            env={**env_of(fleet), **quick}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    canary = None
+    try:
+        deadline = time.monotonic() + 600
+        while canary is None and time.monotonic() < deadline:
+            canary = next((i["InstanceId"] for i in web_instances(fleet) if i["LifecycleState"] == "Standby"), None)
+            assert canary or proc.poll() is None, "the deploy ended before the canary entered Standby"
+            time.sleep(0.3)
+        assert canary, "no canary entered Standby"
+        containers.docker("pause", containers.container_name(fleet.name, canary))
+        out, _ = proc.communicate(timeout=900)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        if canary:
+            containers.docker("unpause", containers.container_name(fleet.name, canary), check=False)
+    (REPO / "reports" / "e2e" / f"deploy-frozen-canary-{int(time.time())}.log").write_text(out)
+    assert proc.returncode != 0, out[-3000:]
+    report = report_of(out)
+    assert report["result"] == "failed"
+    assert report["batches"][0]["state"] == "unreachable", report["batches"]
+    assert all(b["state"] == "not_started" for b in report["batches"][1:])
+    host = report["batches"][0]["hosts"][0]
+    assert host["status"] == "unreachable" and host["instance_id"] == canary and host["out_of_service"]
+    assert report["left_out_of_service"] == [canary]
+    # Cleanup ran: processes resumed; the lock kept, with the canary on record, and said so.
+    group = fleet.clients("autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=["web"])
+    assert group["AutoScalingGroups"][0]["SuspendedProcesses"] == []
+    lock = lock_value(fleet)
+    assert lock is not None and lock["data"]["standby"] == [canary], lock
+    assert "The deploy lock is kept" in out
+    assert {i["InstanceId"]: i["LifecycleState"] for i in web_instances(fleet)}[canary] == "Standby"
+
+    rerun = playbook(fleet, "deploy.yml", "-e", "app_version=5.0.0")
+    assert rerun.returncode == 0, rerun.stdout[-4000:]
+    assert "interrupted run" in rerun.stdout
+    assert set(versions(fleet).values()) == {"5.0.0"}
+    assert_fleet_at_rest(fleet)
 
 
 def _runner_events(artifacts: Path) -> list[dict]:
