@@ -128,12 +128,10 @@ def deregistration_delay(aws, arn):
     return 300  # the AWS default
 
 
-def target_states(aws, arn, instance_id):
-    """This instance's entries in the target group: [{port, state, reason, description}].
-
-    The whole group is listed (not just this target) so every port the instance is registered on
-    is seen, draining ones included; an empty list means "not registered at all".
-    """
+def targets_by_instance(aws, arn):
+    """Every registered target of the group by instance: {instance_id: [{port, state, reason,
+    description}]}, from one DescribeTargetHealth call (draining entries included; instances not
+    registered at all are absent)."""
     try:
         described = aws.client("elbv2").describe_target_health(TargetGroupArn=arn)["TargetHealthDescriptions"]
     except FLEET_AWS_ERRORS as exc:
@@ -142,20 +140,27 @@ def target_states(aws, arn, instance_id):
         raise DeployError(
             format_aws_error(exc, action=f"describe target health in {tg_name(arn)}", where=aws.where)
         ) from exc
-    entries = []
+    found = {}
     for item in described:
-        if item["Target"]["Id"] != instance_id:
-            continue
         health = item.get("TargetHealth", {})
         if health.get("Reason") == "Target.NotRegistered":
             continue
-        entries.append({
+        found.setdefault(item["Target"]["Id"], []).append({
             "port": item["Target"].get("Port"),
             "state": health.get("State"),
             "reason": health.get("Reason", ""),
             "description": health.get("Description", ""),
         })
-    return sorted(entries, key=lambda e: e["port"] or 0)
+    return {iid: sorted(entries, key=lambda e: e["port"] or 0) for iid, entries in found.items()}
+
+
+def target_states(aws, arn, instance_id):
+    """This instance's entries in the target group: [{port, state, reason, description}].
+
+    The whole group is listed (not just this target) so every port the instance is registered on
+    is seen, draining ones included; an empty list means "not registered at all".
+    """
+    return targets_by_instance(aws, arn).get(instance_id, [])
 
 
 def summarize(entries):
