@@ -121,6 +121,18 @@ def test_force_takes_over_and_force_releases(aws):
     assert stored() is None
 
 
+def test_takeover_of_a_named_run_from_any_controller(aws):
+    # An operator recovering a stopped deploy names its run: taken over even though it looks live.
+    holder = put_lock(expires_at=iso(1800), data={"standby": ["i-1"]})
+    wrong = run_module("ec2fleet.fleet.deploy_lock", {**LOCK_ARGS, "takeover_run_id": "another-run"})
+    assert wrong["failed"] is True and wrong["msg"].endswith("; it is not run another-run, refusing to take it over")
+    assert stored() == holder
+    taken = run_module("ec2fleet.fleet.deploy_lock", {**LOCK_ARGS, "takeover_run_id": "their-run"})
+    assert taken["changed"] is True and taken["recovered"] == holder
+    assert "(run their-run named by the operator)" in taken["msg"]
+    assert stored()["run_id"] == taken["run_id"] != "their-run"
+
+
 def test_check_mode_changes_nothing(aws):
     result = run_module("ec2fleet.fleet.deploy_lock", {"name": "/custom/lock", "version": "2.0.0"}, check=True)
     assert result["changed"] is True and result["msg"] == "would acquire deploy lock /custom/lock"

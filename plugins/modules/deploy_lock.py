@@ -90,6 +90,14 @@ options:
         whoever holds it. For operators clearing a lock by hand.
     type: bool
     default: false
+  takeover_run_id:
+    description:
+      - With V(acquired), take the lock over when, and only when, it is held by this run id, live
+        or not, from any controller (the holder's C(run_id) is in the lock's value and in the
+        failed deploy's message). For an operator recovering a stopped or interrupted deploy
+        from another controller (C(playbooks/deploy-recover.yml)); the previous value is returned
+        as RV(recovered). Fails naming the holder when another run holds the lock.
+    type: str
   tier:
     description: SSM parameter tier; V(Standard) holds up to 4 KB, V(Advanced) up to 8 KB (charged).
     type: str
@@ -442,6 +450,12 @@ def acquire(module, store, now):
     if verdict == "ours":
         return dict(result, changed=False, lock=holder, parameter_version=version,
                     msg=f"deploy lock {store.name} already held by this run")
+    takeover = params.get("takeover_run_id")
+    if takeover and holder.get("run_id") != takeover:
+        module.fail_json(msg=describe_holder(store.name, holder) + f"; it is not run {takeover}, refusing to take it over",
+                         holder=holder, name=store.name, run_id=run_id, recovered=None)
+    if verdict == "held" and takeover:
+        verdict, reason = "requested", f"run {takeover} named by the operator"
     if verdict == "held" and not params["force"]:
         module.fail_json(msg=describe_holder(store.name, holder) + f"; refusing to deploy ({reason})",
                          holder=holder, name=store.name, run_id=run_id, recovered=None)
@@ -516,6 +530,7 @@ ARGUMENT_SPEC = argument_spec(
     owner={"type": "str"},
     pid={"type": "int"},
     force={"type": "bool", "default": False},
+    takeover_run_id={"type": "str"},
     tier={"type": "str", "choices": ["Standard", "Advanced"], "default": "Standard"},
 )
 
