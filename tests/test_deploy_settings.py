@@ -228,7 +228,7 @@ def test_defaults_through_ansible_as_strings_from_extra_vars(tmp_path):
         assert result["targets"] == ["web-1"]
         assert result["settings"] == {
             "app_version": "2.0.0", "deploy_target": "role_web", "deploy_canary": 0, "deploy_batch_size": 2,
-            "deploy_max_az_share": "50%", "deploy_min_healthy": "75%", "deploy_capacity": "auto",
+            "deploy_max_az_share": "50%", "deploy_min_healthy": "50%", "deploy_capacity": "auto",
             "deploy_max_fail_percentage": 0, "deploy_force": True, "deploy_lock_ttl": 7200,
             "deploy_standby_timeout": 600, "deploy_health_timeout": 600, "deploy_poll_interval": 2,
             "deploy_suspend_processes": ["AZRebalance", "HealthCheck"], "deploy_keep_releases": 3,
@@ -273,14 +273,7 @@ def test_documentation_matches_the_argument_spec():
 
 
 DEPLOY_VARS = yaml.safe_load((REPO / "playbooks" / "vars" / "deploy.yml").read_text())
-# A default the brief of this module and the deploy's vars file do not agree on yet: the task passes
-# the vars file's value, so it is the one in force; the module's own default is the brief's.
-UNDECIDED = {"deploy_min_healthy": "the module's brief says 75%, playbooks/vars/deploy.yml says otherwise"}
-
-
-@pytest.mark.parametrize("name", [
-    pytest.param(name, marks=pytest.mark.xfail(reason=UNDECIDED[name], strict=False)) if name in UNDECIDED else name
-    for name in deploy_settings.DEFAULTS if name in DEPLOY_VARS])
+@pytest.mark.parametrize("name", [name for name in deploy_settings.DEFAULTS if name in DEPLOY_VARS])
 def test_defaults_are_those_of_the_deploy_vars(name):
     """One set of defaults: where playbooks/vars/deploy.yml sets a checked setting, the module's
     default (used when a task omits the option) is the same value."""

@@ -10,7 +10,7 @@ short_description: Account for a finished deploy batch, lost hosts included, and
 description:
   - Takes the batch's planned hosts and returns the final result of each, the hosts that failed,
     the hosts that were lost (no longer in the play at the end of the batch, or whose result never
-    reached a final status: unreachable, frozen, terminated), and whether the rollout stops.
+    reached a final status - unreachable, frozen, terminated), and whether the rollout stops.
   - A lost host counts as failed; when it had left service (C(out_of_service) in its result) it
     is reported as left out of service, for the deploy lock to keep.
   - A failed canary always stops the rollout; any other batch stops it when the failed share of

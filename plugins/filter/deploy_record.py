@@ -9,10 +9,10 @@ name: deploy_record
 short_description: The instances a rolling deploy's lock must hold as out of service, and every host's final result
 description:
   - With O(what=standby) (before a batch leaves service), returns the instance ids the deploy lock
-    must record as out of service: the batch's (O(batch_instance_ids)), those earlier batches left
+    must record as out of service - the batch's (O(batch_instance_ids)), those earlier batches left
     out of service, and those an interrupted run left in Standby (O(recovered)) that this run has
     not yet put back. The record is merged, never replaced.
-  - With O(what=results) (at the end), returns every accounted host's final result: its own where
+  - With O(what=results) (at the end), returns every accounted host's final result - its own where
     it finished the run reachable, else what its batch's accounting recorded; and with
     O(what=left_out) the instance ids of those results still out of service.
 positional: _input

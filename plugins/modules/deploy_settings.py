@@ -78,7 +78,7 @@ options:
       - Instances of each Auto Scaling group that stay in service, a count of 0 or more or a
         percentage of desired capacity from V(0%) to V(99%).
     type: raw
-    default: "75%"
+    default: "50%"
   deploy_capacity:
     description:
       - How the deploy keeps capacity while hosts are out of service, V(auto), V(reduce), V(surge)
@@ -172,7 +172,7 @@ settings:
     deploy_canary: 1
     deploy_batch_size: "25%"
     deploy_max_az_share: "50%"
-    deploy_min_healthy: "75%"
+    deploy_min_healthy: "50%"
     deploy_capacity: auto
     deploy_max_fail_percentage: 0
     deploy_force: false
@@ -229,7 +229,7 @@ DEFAULTS = {
     "deploy_canary": 1,
     "deploy_batch_size": "25%",
     "deploy_max_az_share": "50%",
-    "deploy_min_healthy": "75%",
+    "deploy_min_healthy": "50%",
     "deploy_capacity": "auto",
     "deploy_max_fail_percentage": 0,
     "deploy_force": False,
