@@ -23,6 +23,12 @@ def test_each_batch_is_led_by_its_coordinator_and_serial_counts_it():
     assert rollout.is_coordinator("deploy-batch-2") and not rollout.is_coordinator("web-2")
 
 
+def test_a_sweep_continues_the_numbering():
+    plan = rollout.rollout_queue([["new-1", "new-2"]], first=4)
+    assert [(q["name"], q["batch"]) for q in plan["queue"]] == [("deploy-batch-4", 4), ("new-1", 4), ("new-2", 4)]
+    assert plan["serial"] == [3]
+
+
 @pytest.mark.parametrize("batches", ["web-1", [[]], [["a"], "b"]])
 def test_bad_batches_are_refused(batches):
     with pytest.raises(ValueError):

@@ -21,6 +21,10 @@ options:
     type: list
     elements: list
     required: true
+  first:
+    description: The number of the first batch (a sweep after the rollout continues its numbering).
+    type: int
+    default: 1
 """
 
 EXAMPLES = r"""
@@ -40,9 +44,9 @@ from ansible.errors import AnsibleFilterError
 from ansible_collections.ec2fleet.fleet.plugins.module_utils.deploy_rollout import rollout_queue as _rollout_queue
 
 
-def rollout_queue(batches):
+def rollout_queue(batches, first=1):
     try:
-        return _rollout_queue(batches)
+        return _rollout_queue(batches, int(first))
     except ValueError as exc:
         raise AnsibleFilterError(f"rollout_queue: {exc}") from exc
 

@@ -30,13 +30,14 @@ def is_coordinator(name):
     return str(name).startswith(COORDINATOR_PREFIX)
 
 
-def rollout_queue(batches):
+def rollout_queue(batches, first=1):
     """[{name, batch, coordinator}] in the order the rollout play must see the hosts, and the
-    serial sizes that cut that order into the batches (each batch one host longer: its coordinator)."""
+    serial sizes that cut that order into the batches (each batch one host longer: its coordinator).
+    ``first`` numbers the first batch (the sweep continues the rollout's numbering)."""
     if not isinstance(batches, (list, tuple)):
         raise ValueError(f"expected a list of batches, got {type(batches).__name__}")
     queue, sizes = [], []
-    for number, batch in enumerate(batches, start=1):
+    for number, batch in enumerate(batches, start=first):
         if not isinstance(batch, (list, tuple)) or not batch:
             raise ValueError(f"batch {number} is not a non-empty list of host names: {batch!r}")
         queue.append({"name": coordinator_name(number), "batch": number, "coordinator": True})

@@ -329,6 +329,7 @@ def test_canary_that_stops_answering_fails_the_deploy_and_cleanup_still_runs(fle
             proc.kill()
         if canary:
             containers.docker("unpause", containers.container_name(fleet.name, canary), check=False)
+    (REPO / "reports" / "e2e").mkdir(parents=True, exist_ok=True)
     (REPO / "reports" / "e2e" / f"deploy-frozen-canary-{int(time.time())}.log").write_text(out)
     assert proc.returncode != 0, out[-3000:]
     report = report_of(out)
@@ -346,11 +347,45 @@ def test_canary_that_stops_answering_fails_the_deploy_and_cleanup_still_runs(fle
     assert "The deploy lock is kept" in out
     assert {i["InstanceId"]: i["LifecycleState"] for i in web_instances(fleet)}[canary] == "Standby"
 
+    # The host answers again: an operator recovers the run by naming it, as from any controller.
+    recover = playbook(fleet, "deploy-recover.yml", "-e", f"deploy_recover_run={lock['run_id']}")
+    assert recover.returncode == 0, recover.stdout[-4000:]
+    assert_fleet_at_rest(fleet)
+
     rerun = playbook(fleet, "deploy.yml", "-e", "app_version=5.0.0")
     assert rerun.returncode == 0, rerun.stdout[-4000:]
-    assert "interrupted run" in rerun.stdout
     assert set(versions(fleet).values()) == {"5.0.0"}
     assert_fleet_at_rest(fleet)
+
+
+def test_fixed_size_group_deploys_and_gets_its_sizes_back(fleet):
+    """MinSize == DesiredCapacity == MaxSize, common in production: EnterStandby may not lower the
+    desired capacity below MinSize, so the deploy lowers MinSize for the rollout (capacity auto,
+    min healthy 50%) and puts it back; a fixed-size group with no room at all under capacity=none
+    is refused in one line before anything changes."""
+    asg = fleet.clients("autoscaling")
+    size = len(web_instances(fleet))
+    asg.update_auto_scaling_group(AutoScalingGroupName="web", MinSize=size, MaxSize=size)
+    try:
+        refused = playbook(fleet, "deploy.yml", "-e", "app_version=2.0.0", "-e", "deploy_capacity=none",
+                           "-e", "deploy_min_healthy=100%")
+        assert refused.returncode != 0
+        assert "deploy_min_healthy='100%' is not valid" in refused.stdout
+        refused = playbook(fleet, "deploy.yml", "-e", "app_version=2.0.0", "-e", "deploy_capacity=none")
+        assert refused.returncode != 0
+        assert re.search(r"web.*MinSize", refused.stdout), refused.stdout[-3000:]
+        assert set(versions(fleet).values()) == {"5.0.0"}
+        assert_fleet_at_rest(fleet)
+
+        proc = playbook(fleet, "deploy.yml", "-e", "app_version=2.0.0")
+        assert proc.returncode == 0, proc.stdout[-4000:]
+        assert f"{{'min_size': {size - 1}, 'max_size': {size}, 'desired_capacity': {size}}}" in proc.stdout
+        assert set(versions(fleet).values()) == {"2.0.0"}
+        group = asg.describe_auto_scaling_groups(AutoScalingGroupNames=["web"])["AutoScalingGroups"][0]
+        assert (group["MinSize"], group["DesiredCapacity"], group["MaxSize"]) == (size, size, size)
+        assert_fleet_at_rest(fleet)
+    finally:
+        asg.update_auto_scaling_group(AutoScalingGroupName="web", MinSize=0, MaxSize=30)
 
 
 def _runner_events(artifacts: Path) -> list[dict]:
