@@ -388,6 +388,45 @@ def test_fixed_size_group_deploys_and_gets_its_sizes_back(fleet):
         asg.update_auto_scaling_group(AutoScalingGroupName="web", MinSize=0, MaxSize=30)
 
 
+def test_instance_launched_during_a_deploy_ends_on_the_new_release(fleet):
+    """The group launches an instance while the rollout runs (Launch is never suspended): it boots
+    on whatever release is recorded then, and before the lock is released the deploy's sweep
+    deploys it if it is not on the new release. Either way the fleet ends on one release."""
+    asg = fleet.clients("autoscaling")
+    before = {i["InstanceId"] for i in web_instances(fleet)}
+    proc = subprocess.Popen([str(VENV_BIN / "ansible-playbook"), "-i", INVENTORY, "playbooks/deploy.yml",
+                             "-e", "app_version=3.0.0", "-e", "deploy_batch_size=1"], cwd=REPO, env=env_of(fleet),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 600
+        while not any(i["LifecycleState"] == "Standby" for i in web_instances(fleet)):
+            assert proc.poll() is None and time.monotonic() < deadline, "the deploy ended before the canary entered Standby"
+            time.sleep(0.3)
+        # Standby lowered the desired capacity by one: one more than that launches an instance.
+        desired = asg.describe_auto_scaling_groups(AutoScalingGroupNames=["web"])["AutoScalingGroups"][0]["DesiredCapacity"]
+        asg.set_desired_capacity(AutoScalingGroupName="web", DesiredCapacity=desired + 1, HonorCooldown=False)
+        out, _ = proc.communicate(timeout=1500)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, out[-4000:]
+    new = {i["InstanceId"] for i in web_instances(fleet)} - before
+    assert len(new) == 1, new
+    # The new instance may still be bootstrapping when the deploy ends (it then takes the release
+    # recorded after the canary): wait for it, then every instance runs 3.0.0.
+    deadline = time.monotonic() + 900
+    while time.monotonic() < deadline and set(versions(fleet).values()) != {"3.0.0"}:
+        time.sleep(5)
+    assert set(versions(fleet).values()) == {"3.0.0"}, versions(fleet)
+    report = report_of(out)
+    assert report["result"] == "succeeded"
+    assert_fleet_at_rest(fleet)
+    asg.set_desired_capacity(AutoScalingGroupName="web", DesiredCapacity=len(before), HonorCooldown=False)
+    deadline = time.monotonic() + 300
+    while len(web_instances(fleet)) != len(before) and time.monotonic() < deadline:
+        time.sleep(2)
+
+
 def _runner_events(artifacts: Path) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted((artifacts / "job_events").glob("*.json"))]
 
