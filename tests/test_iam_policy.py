@@ -76,12 +76,6 @@ THIRD_PARTY = {
                  "elasticloadbalancing:DescribeTargetGroups"},
         "unused": {},
     },
-    "community.aws.ssm_parameter": {
-        "uses": {"ssm:GetParameter", "ssm:PutParameter", "ssm:DescribeParameters", "ssm:ListTagsForResource"},
-        "unused": {"ssm:AddTagsToResource": "only with tags (the release record has none)",
-                   "ssm:RemoveTagsFromResource": "only with tags",
-                   "ssm:DeleteParameter": "only with state=absent (the deploy writes the release record)"},
-    },
 }
 # Reached by the app role only when an application is configured for them; their resources are the
 # application's, so the statements to add are in docs/iam/README.md, not in the shared policy.
@@ -109,8 +103,8 @@ ASG = f"arn:aws:autoscaling:{ACCOUNT}:autoScalingGroup:8e4a3c2b-1d0f-4a5b-9c6d-7
 TG = f"arn:aws:elasticloadbalancing:{ACCOUNT}:targetgroup/web/50dc6c495c0c9188"
 INSTANCE = f"arn:aws:ec2:{ACCOUNT}:instance/i-0123456789abcdef0"
 SCOPED = {
-    "ssm:GetParameter": [LOCK, RELEASE], "ssm:PutParameter": [LOCK, RELEASE], "ssm:DeleteParameter": [LOCK],
-    "ssm:GetParameterHistory": [LOCK], "ssm:ListTagsForResource": [RELEASE],
+    "ssm:GetParameter": [LOCK], "ssm:PutParameter": [LOCK, RELEASE], "ssm:DeleteParameter": [LOCK],
+    "ssm:GetParameterHistory": [LOCK, RELEASE],
     **{f"autoscaling:{name}": [ASG] for name in (
         "SuspendProcesses", "ResumeProcesses", "EnterStandby", "ExitStandby", "UpdateAutoScalingGroup",
         "TerminateInstanceInAutoScalingGroup", "CompleteLifecycleAction", "RecordLifecycleActionHeartbeat")},
@@ -671,7 +665,6 @@ UNSCOPED_CALLS = [
     ("elbv2", "describe_target_health", lambda f: {"TargetGroupArn": f["target_group"]}),
     ("ec2", "describe_instances", lambda f: {"InstanceIds": f["instances"]}),
     ("ec2", "describe_regions", lambda f: {"AllRegions": True}),
-    ("ssm", "describe_parameters", lambda f: {}),
 ]
 # Allowed by the policy on the ARNs the deploy uses them on.
 SCOPED_CALLS = [
