@@ -1,7 +1,8 @@
 """Ops commands (Fabric): `fab --list`, or through tools/fleet which sets up the toolchain first.
 
 Local fleet (the default, no AWS account needed):
-    fab up [--size 4] [--no-converge]    emulated AWS + containers, then playbooks/site.yml
+    fab up [--size 4] [--groups api:2:fixed,batch:3:tg=batch] [--no-converge]
+                                         emulated AWS + containers, then playbooks/site.yml
     fab down                             remove every container and process `up` started
     fab env                              shell exports to use ansible/boto3 against it by hand
 
@@ -65,12 +66,19 @@ def _playbook(c, inventory: str, playbook: str, extra: str = "") -> None:
         raise SystemExit(code)
 
 
-@task(help={"size": "web ASG size (1-50, default 4)", "converge": "run playbooks/site.yml after (default yes)"})
-def up(c, size=4, converge=True):
+@task(help={"size": "web ASG size (1-50, default 4)", "converge": "run playbooks/site.yml after (default yes)",
+            "groups": "more ASGs beside web, comma-separated NAME:SIZE[:fixed][:tg=TARGET_GROUP] "
+                      "(fixed: MinSize = desired; tg: a target group of its own, default web), "
+                      "e.g. api:2:fixed,batch:3:tg=batch"})
+def up(c, size=4, converge=True, groups=""):
     """Bring the local fleet up (emulated AWS + containers) and converge it with site.yml."""
+    try:
+        specs = control.parse_groups(groups)
+    except ValueError as exc:
+        raise SystemExit(f"--groups: {exc}") from exc
     if converge:
         _build_release(c, _local_default_release())
-    state = control.up(size=int(size))
+    state = control.up(size=int(size), groups=specs)
     if converge:
         # fleetd converges instances it launched into an already converged fleet; site.yml must
         # not run on a host at the same time (two apt runs on one host fail on the dpkg lock).
@@ -80,9 +88,14 @@ def up(c, size=4, converge=True):
     url = f"http://127.0.0.1:{state.data['lb_port']}/"
     print(f"\nload balancer: {url}  (bastion: ssh -p {state.data['bastion_port']} admin@127.0.0.1 "
           f"-i {state.key_path})")
+    others = {tg: u for tg, u in control.lb_urls(state).items() if u != url}
+    for tg, other in others.items():
+        print(f"load balancer, target group {tg}: {other}")
     if converge:
         answer = _wait_http(url + "version", timeout=60)
         print(f"the app answers through the load balancer: {answer}")
+        for tg, other in others.items():
+            print(f"the app answers through target group {tg}: {_wait_http(other + 'version', timeout=60)}")
 
 
 def _local_default_release() -> str:
@@ -136,25 +149,37 @@ def env(c):
 def status(c, inventory=LOCAL_INVENTORY, watch=False, interval=5, count=0):
     """Table of every instance: AZ, ASG, lifecycle state, target health, release version."""
     if not watch:
-        print(ops.table(ops.status_rows(_inventory(inventory))))
+        inv = _inventory(inventory)
+        print(ops.table(ops.status_rows(inv)))
+        _print_groups(inv)
         return
     refreshes = 0
     try:
         while True:
             started = time.monotonic()
             # Re-read the inventory each time: instances come and go, lifecycle states change.
-            rows = ops.status_rows(_inventory(inventory))
+            inv = _inventory(inventory)
+            rows = ops.status_rows(inv)
             if sys.stdout.isatty():
                 print("\033[H\033[2J", end="")  # clear the screen, as watch(1) does
             print(f"{time.strftime('%H:%M:%S')}  {ops.status_summary(rows)}  "
                   f"(every {interval}s, Ctrl-C to stop)")
-            print(ops.table(rows), flush=True)
+            print(ops.table(rows))
+            _print_groups(inv)
             refreshes += 1
             if int(count) and refreshes >= int(count):
                 return
             time.sleep(max(0.0, float(interval) - (time.monotonic() - started)))
     except KeyboardInterrupt:
         print()
+
+
+def _print_groups(inv: ops.Inventory) -> None:
+    """The Auto Scaling Groups under the host table: sizes, fixed or not, target groups."""
+    groups = ops.group_rows(inv)
+    if groups:
+        print()
+        print(ops.table(groups), flush=True)
 
 
 @task(help={"host": "inventory hostname", "inventory": "inventory file"})

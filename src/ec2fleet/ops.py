@@ -214,6 +214,33 @@ def status_rows(inv: Inventory, app_name: str = "sampleapp") -> list[dict]:
     return rows
 
 
+def group_rows(inv: Inventory) -> list[dict]:
+    """One row per Auto Scaling Group the inventory's hosts belong to: its sizes ("fixed" when
+    MinSize equals the desired capacity), instances in service of all, and target groups."""
+    by_region: dict[str, set[str]] = {}
+    for host in inv.hosts.values():
+        if host.vars.get("asg_name"):
+            by_region.setdefault(host.vars.get("ec2_region", "us-east-1"), set()).add(str(host.vars["asg_name"]))
+    rows = []
+    for region, names in sorted(by_region.items()):
+        _, clients = client_layer.fleet_clients(region=region)
+        ordered = sorted(names)
+        for chunk in (ordered[i:i + 50] for i in range(0, len(ordered), 50)):
+            for group in clients("autoscaling").describe_auto_scaling_groups(
+                    AutoScalingGroupNames=chunk)["AutoScalingGroups"]:
+                members = group["Instances"]
+                rows.append({
+                    "asg": group["AutoScalingGroupName"],
+                    "region": region,
+                    "min/desired/max": f"{group['MinSize']}/{group['DesiredCapacity']}/{group['MaxSize']}",
+                    "size": "fixed" if 0 < group["MinSize"] == group["DesiredCapacity"] else "-",
+                    "in service": f"{sum(m['LifecycleState'] == 'InService' for m in members)} of {len(members)}",
+                    "target groups": ",".join(arn.rsplit("/", 2)[-2] for arn in group.get("TargetGroupARNs", []))
+                    or "-",
+                })
+    return sorted(rows, key=lambda row: (row["region"], row["asg"]))
+
+
 def status_summary(rows: list[dict]) -> str:
     """One line over the status table: lifecycle states, target health and releases, counted."""
     def counted(key: str) -> str:

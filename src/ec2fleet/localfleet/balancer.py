@@ -1,9 +1,16 @@
-"""The local load balancer: HAProxy on 127.0.0.1 that follows the target group.
+"""The local load balancer: HAProxy on 127.0.0.1 that follows the target groups.
+
+One HAProxy process stands for the fleet's one ALB: each of the ALB's listeners (port 80 to the
+target group `web`; 8081, ... to any other target group) is a frontend bound to its own port on
+127.0.0.1 (state.json `lb_ports`), with a backend of that target group's instances. Frontend and
+backend are named after the target group (`web`, ...), which is what lbmetrics reads.
 
 An instance gets traffic only while, in the emulator, it is registered in the target group with
-state `healthy` and, if it belongs to an Auto Scaling Group, its lifecycle state is `InService`.
-The second condition stands in for AWS behaviour moto lacks: on AWS, entering Standby
-deregisters the instance from the ASG's target groups; moto leaves it registered.
+state `healthy`, it is `running` and, if it belongs to an Auto Scaling Group, its lifecycle state
+is `InService`. The last two stand in for AWS behaviour moto lacks: on AWS, entering Standby or
+being terminated by the ASG deregisters the instance from the ASG's target groups; moto leaves it
+registered. (fleetd also holds back a newly launched instance until it has passed its health
+check: standins.InitialHealth.)
 
 Changes are applied with a graceful reload (master-worker mode, SIGUSR2): the old worker
 finishes the requests it holds while the new one takes new connections, which is what
@@ -39,7 +46,13 @@ def desired_backends(elbv2, autoscaling, ec2_instances: dict[str, dict], target_
     return backends
 
 
-def render(listen: str, backends: dict[str, str], admin_socket: Path) -> str:
+def listener(bind: str, backends: dict[str, str], port: int = 80) -> dict:
+    """One frontend: where it listens, and the instances (id -> private IP) it sends to, on `port`."""
+    return {"bind": bind, "port": port, "backends": dict(backends)}
+
+
+def render(listeners: dict[str, dict], admin_socket: Path) -> str:
+    """HAProxy's config: one frontend + backend per target group (short name -> listener())."""
     lines = [
         "# Written by the local fleet's balancer (ec2fleet.localfleet.balancer); do not edit.",
         "global",
@@ -53,27 +66,29 @@ def render(listen: str, backends: dict[str, str], admin_socket: Path) -> str:
         "    timeout client 30s",
         "    timeout server 30s",
         "    timeout http-keep-alive 2s",
-        "frontend web",
-        f"    bind {listen}",
-        "    default_backend web",
-        "backend web",
-        "    balance roundrobin",
-        "    option httpchk GET /health",
-        "    http-check expect status 200",
     ]
-    for iid, ip in sorted(backends.items()):
-        lines.append(f"    server {iid} {ip}:80 check inter 1s fall 2 rise 1")
+    for name, spec in sorted(listeners.items(), key=lambda kv: (kv[0] != "web", kv[0])):
+        lines += [
+            f"frontend {name}",
+            f"    bind {spec['bind']}",
+            f"    default_backend {name}",
+            f"backend {name}",
+            "    balance roundrobin",
+            "    option httpchk GET /health",
+            "    http-check expect status 200",
+        ]
+        for iid, ip in sorted(spec["backends"].items()):
+            lines.append(f"    server {iid} {ip}:{spec.get('port', 80)} check inter 1s fall 2 rise 1")
     return "\n".join(lines) + "\n"
 
 
 class Balancer:
-    def __init__(self, state_dir: Path, listen: str):
+    def __init__(self, state_dir: Path):
         self.dir = state_dir
-        self.listen = listen
         self.config = state_dir / "haproxy.cfg"
         self.pidfile = state_dir / "haproxy.pid"
         self.socket = state_dir / "haproxy.sock"
-        self.current: dict[str, str] | None = None
+        self.current: dict[str, dict] | None = None
 
     def _pid(self) -> int | None:
         try:
@@ -83,11 +98,11 @@ class Balancer:
         except (OSError, ValueError, IndexError):
             return None
 
-    def apply(self, backends: dict[str, str]) -> bool:
-        """Write the config and (re)load HAProxy when the backend set changed; True if it did."""
-        if backends == self.current and self._pid():
+    def apply(self, listeners: dict[str, dict]) -> bool:
+        """Write the config and (re)load HAProxy when a listener or backend set changed; True if it did."""
+        if listeners == self.current and self._pid():
             return False
-        text = render(self.listen, backends, self.socket)
+        text = render(listeners, self.socket)
         tmp = self.config.with_suffix(".new")
         tmp.write_text(text)
         check = subprocess.run(["haproxy", "-c", "-q", "-f", str(tmp)], capture_output=True, text=True)
@@ -99,7 +114,8 @@ class Balancer:
             subprocess.run(["haproxy", "-W", "-D", "-f", str(self.config), "-p", str(self.pidfile)], check=True)
         else:
             os.kill(pid, signal.SIGUSR2)  # master-worker graceful reload
-        self.current = dict(backends)
+        self.current = {name: listener(spec["bind"], spec["backends"], spec.get("port", 80))
+                        for name, spec in listeners.items()}
         return True
 
     def stop(self) -> None:

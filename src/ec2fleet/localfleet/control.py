@@ -1,8 +1,10 @@
 """Bring a local fleet up, take it down, and look at it: used by the Fabric tasks (fabfile.py).
 
 `up` is idempotent: it reuses a running emulator and fleet and only adds what is missing (or
-changes the web ASG's size). `down` stops fleetd (which stops the balancer), removes every
-container and the network of the fleet, stops the emulator by its PID and deletes the state.
+changes the web ASG's size, or a group's). Groups beside `web` (`groups`, e.g. "api:2:fixed")
+are added or resized, never removed, by a later `up`. `down` stops fleetd (which stops the
+balancer), removes every container and the network of the fleet, stops the emulator by its PID
+and deletes the state.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from ec2fleet import emulator, progress
 from ec2fleet.aws import REPO
 from ec2fleet.localfleet import containers
 from ec2fleet.localfleet.state import FleetState
-from ec2fleet.localfleet.world import FleetSpec, World, vpc_cidr, vpc_prefix
+from ec2fleet.localfleet.world import DEFAULT_GROUP, FleetSpec, GroupSpec, World, parse_groups, vpc_cidr, vpc_prefix
 
 # The launch template's user data: on AWS it would call the controller back (docs/bootstrap.md);
 # here fleetd is the callback receiver, so the instance only records the request.
@@ -47,9 +49,36 @@ def exists(name: str = "local") -> bool:
     return (FleetState.path_for(name) / "state.json").exists()
 
 
-def up(size: int = 4, name: str = "local", timeout: float = 300, user_data: str = "") -> FleetState:
-    if not 1 <= size <= 50:
-        raise ValueError(f"size must be between 1 and 50, got {size}")
+def describe(spec: FleetSpec) -> str:
+    """`ASG web of 4, api of 2 (fixed, target group second)`."""
+    parts = []
+    for group in spec.all_groups():
+        notes = (["fixed"] if group.fixed else []) + (
+            [f"target group {group.target_group}"] if group.target_group != DEFAULT_GROUP else [])
+        parts.append(f"{group.name} of {group.size}" + (f" ({', '.join(notes)})" if notes else ""))
+    return "ASG " + ", ".join(parts)
+
+
+def _allocate_ports(state: FleetState, target_groups: list[str]) -> dict[str, int]:
+    """A 127.0.0.1 port for each target group's listener: `web` keeps lb_port; kept across `up`s."""
+    ports = {DEFAULT_GROUP: state.data["lb_port"], **state.data.get("lb_ports", {})}
+    taken = set(ports.values()) | {state.data.get("bastion_port"), state.data.get("emulator_port")}
+    for name in target_groups:
+        while name not in ports:
+            port = emulator.free_port()
+            if port not in taken:
+                ports[name] = port
+                taken.add(port)
+    state.data["lb_ports"] = ports
+    return ports
+
+
+def up(size: int = 4, name: str = "local", timeout: float = 300, user_data: str = "",
+       groups: str | list[str | GroupSpec] | tuple = ()) -> FleetState:
+    """Bring the fleet up: ASG `web` of `size`, and the `groups` beside it (GroupSpecs, or their
+    text form `NAME:SIZE[:fixed][:tg=TARGET_GROUP]`, a list or comma-separated)."""
+    spec = FleetSpec(name=name, size=size, groups=parse_groups(groups))
+    spec.validate()  # before anything starts
     image = subprocess.run([str(REPO / "tools" / "platform"), "image"], check=True,
                            stdout=subprocess.PIPE, text=True).stdout.split()[-1]
     state = load(name) if exists(name) else None
@@ -71,11 +100,19 @@ def up(size: int = 4, name: str = "local", timeout: float = 300, user_data: str 
         build_agent_doubles(state)
     # The containers' network is the VPC: instance private IPs are container addresses.
     containers.ensure_network(state.data["network"], vpc_cidr(name), f"{vpc_prefix(name)}.0.1")
-    spec = FleetSpec(name=name, size=size, public_key=state.public_key(), user_data=user_data or CALLBACK_USER_DATA)
-    _say(f"emulated AWS: VPC, bastion, ASG web of {size}, target group")
+    spec = FleetSpec(name=name, size=size, groups=spec.groups, public_key=state.public_key(),
+                     user_data=user_data or CALLBACK_USER_DATA)
+    ports = _allocate_ports(state, spec.target_group_names())
+    _say(f"emulated AWS: VPC, bastion, {describe(spec)}, target group(s) {', '.join(spec.target_group_names())}")
     ids = World(state.clients, spec).ensure()
+    # Groups and target groups an earlier `up` made stay (this one may not name them).
+    ids["groups"] = {**state.data.get("groups", {}), **ids["groups"]}
+    ids["target_groups"] = {**state.data.get("target_groups", {}), **ids["target_groups"]}
     state.data.update(ids, size=size)
     state.save()
+    for tg in spec.target_group_names()[1:]:
+        _say(f"target group {tg}: balancer on 127.0.0.1:{ports[tg]} "
+             f"(ALB listener port {ids['target_groups'][tg]['listener_port']})")
     start_fleetd(state)
     wait_ready(state, timeout)
     return state
@@ -117,8 +154,15 @@ def start_fleetd(state: FleetState) -> None:
     _say(f"fleetd started (pid {proc.pid}, log {state.dir / 'fleetd.log'})")
 
 
+def lb_urls(state: FleetState) -> dict[str, str]:
+    """Target group short name -> the local balancer's URL for it (`web` first)."""
+    ports = {DEFAULT_GROUP: state.data["lb_port"], **state.data.get("lb_ports", {})}
+    names = [DEFAULT_GROUP, *sorted(set(state.data.get("target_groups", {})) - {DEFAULT_GROUP})]
+    return {tg: f"http://127.0.0.1:{ports[tg]}/" for tg in names if tg in ports}
+
+
 def wait_ready(state: FleetState, timeout: float) -> None:
-    """Until every running instance has a booted container and the balancer has all web hosts."""
+    """Until every running instance has a booted container."""
     world = World(state.clients, FleetSpec(name=state.name))
     deadline = time.monotonic() + timeout
     said, said_at = None, 0.0

@@ -1,13 +1,18 @@
 """fleetd: the local fleet's controller loop, standing in for what AWS does around instances.
 
-Every `interval` seconds it reads the emulator and
-1. starts a container for each running instance of the fleet that has none (and "boots" it:
-   key pair user, sudo, user data: the cloud-init stand-in), removes containers whose instance
-   is gone, stopped or terminated;
-2. keeps the ASG's target groups in step with lifecycle states, as AWS does and moto does not
-   (standins.py);
-3. points the local load balancer at the instances that should get traffic (balancer.py);
-4. publishes the balancer's request and 5xx counts to the emulator's CloudWatch, as an ALB does
+Every `interval` seconds it reads the emulator and, for every Auto Scaling Group of the fleet
+(tag ec2fleet:fleet) and every target group the balancer serves (state.json `target_groups`):
+1. gives ASG-launched instances their group's tags (standins.AsgTagPropagation);
+2. keeps the ASGs' target groups in step with lifecycle states, as AWS does and moto does not,
+   draining Standby and ASG-terminated instances for the deregistration delay (standins.py);
+3. points the local load balancer at the instances that should get traffic (balancer.py), a
+   new instance only once it has passed its health check (standins.InitialHealth) - before
+   any container is removed, so a terminated instance gets no new request from then on;
+4. starts a container for each running instance of the fleet that has none (and "boots" it:
+   key pair user, sudo, user data: the cloud-init stand-in), in the background so the loop
+   keeps going; removes containers whose instance is gone, stopped or terminated, except while
+   the instance drains (the requests it holds finish first, as on AWS);
+5. publishes the balancer's request and 5xx counts to the emulator's CloudWatch, as an ALB does
    (lbmetrics.py).
 
 It runs as a background process started by `fleet up` and stopped by `fleet down` (by PID).
@@ -23,16 +28,34 @@ import signal
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from ec2fleet.aws import REPO
 from ec2fleet.localfleet import containers, lbmetrics, standins
-from ec2fleet.localfleet.balancer import Balancer, desired_backends
+from ec2fleet.localfleet.balancer import Balancer, desired_backends, listener
 from ec2fleet.localfleet.state import FleetState
+from ec2fleet.localfleet.world import fleet_groups
 
 log = logging.getLogger("fleetd")
 METRICS_PERIOD = float(os.environ.get("EC2FLEET_LB_METRICS_PERIOD", "5"))
+
+
+def target_groups(data: dict) -> dict[str, dict]:
+    """Target group short name -> {arn, bind}: what the balancer serves, from state.json (a fleet
+    made before several target groups existed has only `target_group_arn` and `lb_port`)."""
+    groups = data.get("target_groups") or {"web": {"arn": data["target_group_arn"]}}
+    ports = {"web": data["lb_port"], **data.get("lb_ports", {})}
+    return {name: {"arn": tg["arn"], "bind": f"127.0.0.1:{ports[name]}"}
+            for name, tg in groups.items() if name in ports}
+
+
+def admitted_before(status: dict) -> set[str]:
+    """The instances the balancer sent traffic to when fleetd last wrote its status."""
+    found = set(status.get("backends") or {})
+    for backends in (status.get("target_groups") or {}).values():
+        found |= set(backends)
+    return found
 
 
 class Reconciler:
@@ -42,13 +65,22 @@ class Reconciler:
         self.ec2 = clients("ec2")
         self.elbv2 = clients("elbv2")
         self.autoscaling = clients("autoscaling")
-        self.balancer = Balancer(state.dir, f"127.0.0.1:{state.data['lb_port']}")
+        self.cloudwatch = clients("cloudwatch")
+        self.balancer = Balancer(state.dir)
         self.failed: dict[str, int] = {}
         self.target_sync = standins.AsgTargetSync(self.autoscaling, self.elbv2)
+        self.tag_sync = standins.AsgTagPropagation(self.ec2)
+        # Instances that were getting traffic before a restart of fleetd keep getting it.
+        self.initial = standins.InitialHealth(self.elbv2, admitted=admitted_before(state.read_status()))
         self.callbacks: dict[str, subprocess.Popen] = {}
-        # What an ALB publishes to CloudWatch and moto does not (lbmetrics.py): every 5 s here.
-        self.metrics = lbmetrics.Publisher(clients("cloudwatch"), state.data["load_balancer_arn"],
-                                           state.data["target_group_arn"], period=METRICS_PERIOD)
+        self.launching: dict[str, Future] = {}
+        self.will_callback: set[str] = set()
+        self.kept: set[str] = set()
+        # Boot in parallel and in the background: each container spends most of its boot waiting
+        # on systemd, and the loop must keep the balancer in step meanwhile.
+        self.pool = ThreadPoolExecutor(max_workers=6, thread_name_prefix="launch")
+        self.metrics: lbmetrics.Publisher | None = None
+        self._metrics_for: dict[str, str] = {}
 
     def instances(self) -> dict[str, dict]:
         found = {}
@@ -67,18 +99,33 @@ class Reconciler:
         raw = value.get("Value") if isinstance(value, dict) else None
         return base64.b64decode(raw).decode() if raw else ""
 
-    def reconcile_containers(self, instances: dict[str, dict]) -> None:
+    def reconcile_containers(self, instances: dict[str, dict], keep=frozenset()) -> None:
+        """Containers for running instances; none for the others, except those in `keep` (draining)."""
+        for iid, future in list(self.launching.items()):
+            if future.done():
+                del self.launching[iid]
+                self.will_callback.discard(iid)
         existing = containers.list_fleet(self.state.name)
         running = {iid: i for iid, i in instances.items() if i["State"]["Name"] in ("pending", "running")}
         for iid, row in existing.items():
-            if iid not in running:
-                log.info("instance %s is %s: removing its container", iid,
-                         instances.get(iid, {}).get("State", {}).get("Name", "gone"))
-                containers.remove(row["name"])
-        todo = [inst for iid, inst in running.items() if iid not in existing and self.failed.get(iid, 0) < 3]
-        # Boot in parallel: each container spends most of its boot waiting on systemd.
-        with ThreadPoolExecutor(max_workers=6) as pool:
-            list(pool.map(self.launch, todo))
+            if iid in running or iid in self.launching:
+                continue
+            state = instances.get(iid, {}).get("State", {}).get("Name", "gone")
+            if iid in keep:
+                if iid not in self.kept:
+                    self.kept.add(iid)
+                    log.info("instance %s is %s: its container stays up while it drains", iid, state)
+                continue
+            log.info("instance %s is %s: removing its container", iid, state)
+            containers.remove(row["name"])
+            self.kept.discard(iid)
+        todo = [inst for iid, inst in running.items()
+                if iid not in existing and iid not in self.launching and self.failed.get(iid, 0) < 3]
+        converged = bool(todo) and self.state.read_flag("converged")
+        for inst in todo:
+            self.launching[inst["InstanceId"]] = self.pool.submit(self.launch, inst)
+            if converged and {t["Key"]: t["Value"] for t in inst.get("Tags", [])}.get("Role") != "bastion":
+                self.will_callback.add(inst["InstanceId"])
 
     def launch(self, inst: dict) -> None:
         data = self.state.data
@@ -124,24 +171,60 @@ class Reconciler:
                 log.info("provisioning callback for %s finished with exit code %d", iid, proc.returncode)
                 del self.callbacks[iid]
 
+    def reload_state(self) -> None:
+        """`fleet up` may have added target groups (and their ports) since fleetd started."""
+        try:
+            self.state.data = FleetState.load(self.state.dir).data
+        except (OSError, ValueError) as exc:
+            log.warning("could not re-read %s: %s", self.state.dir / "state.json", exc)
+
     def tick(self) -> None:
+        self.reload_state()
         self.reap_callbacks()
         instances = self.instances()
-        self.reconcile_containers(instances)
-        # What AWS does with target groups on Standby/termination and moto does not (standins.py).
-        self.target_sync.sync(instances, [self.state.data["asg_name"]])
-        backends = desired_backends(self.elbv2, self.autoscaling, instances, self.state.data["target_group_arn"])
-        if self.balancer.apply(backends):
-            log.info("load balancer now sends traffic to %d instance(s): %s", len(backends),
-                     ", ".join(sorted(backends)) or "none")
-        self.state.write_status({"backends": backends, "time": time.time(), "callbacks": sorted(self.callbacks)})
-        self.publish_metrics()
+        groups = fleet_groups(self.autoscaling, self.state.name)
+        # What AWS does and moto does not (standins.py): ASG tags over launch template tags; target
+        # groups following Standby and ASG terminations, with the deregistration delay.
+        self.tag_sync.sync(instances, groups)
+        self.target_sync.sync(instances, groups)
+        self.initial.forget(instances)
+        served = target_groups(self.state.data)
+        listeners = {}
+        for name, tg in served.items():
+            candidates = desired_backends(self.elbv2, self.autoscaling, instances, tg["arn"])
+            listeners[name] = listener(tg["bind"], self.initial.admit(tg["arn"], candidates),
+                                       self.target_sync.port(tg["arn"]))
+        # The balancer first: an instance the ASG terminated gets no new request from now on,
+        # while its container (kept below while it drains) finishes the ones it holds.
+        before = self.balancer.current or {}
+        if self.balancer.apply(listeners):
+            for name, spec in sorted(listeners.items()):
+                if before.get(name) == spec:
+                    continue
+                log.info("load balancer %s (%s) now sends traffic to %d instance(s): %s", name, spec["bind"],
+                         len(spec["backends"]), ", ".join(sorted(spec["backends"])) or "none")
+        self.reconcile_containers(instances, keep=self.target_sync.draining_instances())
+        self.state.write_status({
+            "backends": listeners.get("web", {}).get("backends", {}),
+            "target_groups": {name: spec["backends"] for name, spec in listeners.items()},
+            "draining": sorted(self.target_sync.draining_instances()),
+            "launching": sorted(self.launching),
+            "time": time.time(),
+            # Running provisioning callbacks, and the ones instances still booting will start.
+            "callbacks": sorted(set(self.callbacks) | self.will_callback),
+        })
+        self.publish_metrics({name: tg["arn"] for name, tg in served.items()})
 
-    def publish_metrics(self) -> None:
+    def publish_metrics(self, tg_arns: dict[str, str]) -> None:
         if not self.balancer.socket.exists():
             return
+        if self.metrics is None or tg_arns != self._metrics_for:
+            # What an ALB publishes to CloudWatch and moto does not (lbmetrics.py): every 5 s here.
+            self.metrics = lbmetrics.Publisher(self.cloudwatch, self.state.data["load_balancer_arn"], tg_arns,
+                                               period=METRICS_PERIOD)
+            self._metrics_for = dict(tg_arns)
         try:
-            self.metrics.sample(lbmetrics.read_counters(self.balancer.socket))
+            self.metrics.sample(lbmetrics.read_all(self.balancer.socket))
             if self.metrics.due():
                 self.metrics.flush()
         except (OSError, ValueError) as exc:
@@ -173,6 +256,7 @@ def main(argv: list[str] | None = None) -> int:
             log.error("reconcile failed: %s", exc)
         time.sleep(args.interval)
     reconciler.balancer.stop()
+    reconciler.pool.shutdown(wait=False, cancel_futures=True)
     log.info("fleetd stopped")
     return 0
 

@@ -6,16 +6,25 @@ What it creates (idempotently, looked up by tags before anything is made):
 - the bastion instance (tags Name=bastion, Role=bastion, Env=<env>),
 - a launch template, an ALB with a target group and listener, and the Auto Scaling Group `web`
   spread over the private subnets and attached to the target group,
+- optionally more Auto Scaling Groups (`FleetSpec.groups`, one `GroupSpec` each): same launch
+  template and subnets, tag Role=web, their own Name tag; each attached to the `web` target group
+  or to another one, which gets its own listener on the ALB (port 8081, 8082, ...),
 with the same tags production uses (Name, Role, Env, Service).
 """
 
 from __future__ import annotations
 
 import base64
+import re
 import zlib
 from dataclasses import dataclass, field
 
 FLEET_TAG = "ec2fleet:fleet"
+DEFAULT_GROUP = "web"  # the ASG and target group every local fleet has
+MAX_INSTANCES = 50  # web instances over all groups
+FIRST_EXTRA_LISTENER_PORT = 8081  # the ALB listener port of the first target group after `web`
+_NAME = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
+RESERVED_NAMES = {"bastion"}  # the bastion's Name tag and inventory group
 
 
 def vpc_prefix(fleet: str) -> str:
@@ -30,9 +39,68 @@ def vpc_cidr(fleet: str) -> str:
     return f"{vpc_prefix(fleet)}.0.0/16"
 
 
+@dataclass(frozen=True)
+class GroupSpec:
+    """One more Auto Scaling Group beside `web`.
+
+    name          the ASG's name, and its instances' Name tag (inventory hostnames `<name>-i-...`)
+    size          desired capacity (1-50)
+    fixed         MinSize = DesiredCapacity = size (MaxSize stays at the fleet's max_size, or
+                  twice the size if more, so a deploy can still surge); otherwise MinSize 0, as `web`
+    target_group  `web`: the fleet's target group (ALB port 80, the balancer's lb_port); another
+                  name: a target group of its own, behind its own ALB listener and local port
+    """
+
+    name: str
+    size: int
+    fixed: bool = False
+    target_group: str = DEFAULT_GROUP
+
+    @classmethod
+    def parse(cls, text: str) -> GroupSpec:
+        """`NAME:SIZE[:fixed][:tg=TARGET_GROUP]`, e.g. `api:2:fixed` or `batch:3:tg=batch`."""
+        parts = [p.strip() for p in text.strip().split(":")]
+        if len(parts) < 2 or not parts[1].isdigit():
+            raise ValueError(f"group {text!r}: expected NAME:SIZE[:fixed][:tg=TARGET_GROUP]")
+        fixed, target_group = False, DEFAULT_GROUP
+        for option in parts[2:]:
+            if option == "fixed":
+                fixed = True
+            elif option.startswith("tg=") and option[3:]:
+                target_group = option[3:]
+            else:
+                raise ValueError(f"group {text!r}: unknown option {option!r} (fixed or tg=TARGET_GROUP)")
+        group = cls(parts[0], int(parts[1]), fixed, target_group)
+        group.validate()
+        return group
+
+    def __str__(self) -> str:
+        text = f"{self.name}:{self.size}" + (":fixed" if self.fixed else "")
+        return text + (f":tg={self.target_group}" if self.target_group != DEFAULT_GROUP else "")
+
+    def validate(self) -> None:
+        if not _NAME.match(self.name) or self.name in RESERVED_NAMES:
+            raise ValueError(f"group name {self.name!r}: lower-case letters, digits and '-', at most 20, "
+                             f"starting with a letter, not {', '.join(sorted(RESERVED_NAMES))}")
+        if not _NAME.match(self.target_group):
+            raise ValueError(f"group {self.name}: target group name {self.target_group!r}: lower-case letters, "
+                             "digits and '-', at most 20, starting with a letter")
+        if not 1 <= self.size <= MAX_INSTANCES:
+            raise ValueError(f"group {self.name}: size must be between 1 and {MAX_INSTANCES}, got {self.size}")
+
+
+def parse_groups(value) -> tuple[GroupSpec, ...]:
+    """Groups from `api:2:fixed,batch:3` (the CLI's form) or from GroupSpecs / such strings."""
+    if not value:
+        return ()
+    items = value.split(",") if isinstance(value, str) else list(value)
+    return tuple(item if isinstance(item, GroupSpec) else GroupSpec.parse(item) for item in items if item)
+
+
 @dataclass
 class FleetSpec:
-    """What the local fleet should look like; `size` is the web ASG's desired capacity."""
+    """What the local fleet should look like; `size` is the web ASG's desired capacity, `groups`
+    the Auto Scaling Groups beside it (none by default: one ASG `web`, MinSize 0)."""
 
     name: str = "local"
     env: str = "local"
@@ -46,9 +114,45 @@ class FleetSpec:
     deregistration_delay: int = 5
     user_data: str = ""
     tags: dict = field(default_factory=dict)
+    groups: tuple[GroupSpec, ...] = ()
 
     def base_tags(self) -> dict:
         return {"Env": self.env, "Service": self.service, FLEET_TAG: self.name, **self.tags}
+
+    def all_groups(self) -> list[GroupSpec]:
+        """Every ASG of the fleet: `web` (size `size`, MinSize 0, target group web) first."""
+        return [GroupSpec(DEFAULT_GROUP, self.size), *self.groups]
+
+    def target_group_names(self) -> list[str]:
+        """Short target group names, `web` first, then in the order the groups name them."""
+        names = [DEFAULT_GROUP]
+        for group in self.groups:
+            if group.target_group not in names:
+                names.append(group.target_group)
+        return names
+
+    def validate(self) -> None:
+        if not 1 <= self.size <= MAX_INSTANCES:
+            raise ValueError(f"size must be between 1 and {MAX_INSTANCES}, got {self.size}")
+        seen = {DEFAULT_GROUP}
+        for group in self.groups:
+            group.validate()
+            if group.name in seen:
+                raise ValueError(f"group {group.name!r} given twice" if group.name != DEFAULT_GROUP else
+                                 "the group `web` is always there: size it with size (--size), "
+                                 "and give other names to the groups beside it")
+            seen.add(group.name)
+        total = sum(g.size for g in self.all_groups())
+        if total > MAX_INSTANCES:
+            raise ValueError(f"{total} instances over all groups: at most {MAX_INSTANCES}")
+        longest = max(len(f"{self.name}-{tg}") for tg in self.target_group_names())
+        if longest > 32:
+            raise ValueError(f"target group names `{self.name}-<target group>` must fit AWS's 32 characters")
+
+
+def group_tags(spec: FleetSpec, group: str) -> dict:
+    """The tags an ASG of the fleet propagates to its instances: its own Name, Role=web."""
+    return {**spec.base_tags(), "Name": group, "Role": "web"}
 
 
 def _tag_list(tags: dict) -> list[dict]:
@@ -126,14 +230,22 @@ class World:
         self._ensure_key_pair()
         image_id = self._image_id()
         bastion_id = self._ensure_bastion(image_id, public[0], bastion_sg)
-        tg_arn = self._ensure_target_group(vpc_id)
+        s.validate()
+        tg_arns = {tg: self._ensure_target_group(vpc_id, tg) for tg in s.target_group_names()}
+        tg_arn = tg_arns[DEFAULT_GROUP]
         lb_arn = self._ensure_load_balancer(public + private_ids[:1], web_sg, tg_arn)
+        listener_ports = self._ensure_listeners(lb_arn, tg_arns)
         lt_id = self._ensure_launch_template(image_id, web_sg)
-        self._ensure_asg(lt_id, private_ids, tg_arn)
+        self._lt_id, self._subnets = lt_id, private_ids
+        for group in s.all_groups():
+            self._ensure_asg(group, lt_id, private_ids, tg_arns[group.target_group])
         return {
             "vpc_id": vpc_id, "bastion_instance_id": bastion_id, "target_group_arn": tg_arn,
-            "load_balancer_arn": lb_arn, "launch_template_id": lt_id, "asg_name": "web",
+            "load_balancer_arn": lb_arn, "launch_template_id": lt_id, "asg_name": DEFAULT_GROUP,
             "private_subnets": private_ids, "public_subnets": public,
+            "target_groups": {tg: {"arn": arn, "listener_port": listener_ports[tg]} for tg, arn in tg_arns.items()},
+            "groups": {g.name: {"size": g.size, "fixed": g.fixed, "target_group": g.target_group}
+                       for g in s.all_groups()},
         }
 
     def _ensure_sg(self, vpc_id: str, name: str, description: str, ingress: list[dict]) -> str:
@@ -166,8 +278,8 @@ class World:
             TagSpecifications=_spec("instance", tags),
         )["Instances"][0]["InstanceId"]
 
-    def _ensure_target_group(self, vpc_id: str) -> str:
-        name = f"{self.spec.name}-web"
+    def _ensure_target_group(self, vpc_id: str, short: str = DEFAULT_GROUP) -> str:
+        name = f"{self.spec.name}-{short}"
         try:
             return self.elbv2.describe_target_groups(Names=[name])["TargetGroups"][0]["TargetGroupArn"]
         except self.elbv2.exceptions.TargetGroupNotFoundException:
@@ -199,6 +311,29 @@ class World:
         )
         return arn
 
+    def _ensure_listeners(self, lb_arn: str, tg_arns: dict[str, str]) -> dict[str, int]:
+        """A listener forwarding to each target group (web: port 80, made with the ALB; the others
+        8081, 8082, ... in the order they first appear); short name -> listener port."""
+        listeners = self.elbv2.describe_listeners(LoadBalancerArn=lb_arn)["Listeners"]
+        by_tg = {}
+        for listener in listeners:
+            for action in listener.get("DefaultActions", []):
+                if action.get("Type") == "forward" and action.get("TargetGroupArn"):
+                    by_tg.setdefault(action["TargetGroupArn"], listener["Port"])
+        used = {listener["Port"] for listener in listeners}
+        ports = {}
+        for short, arn in tg_arns.items():
+            if arn not in by_tg:
+                port = FIRST_EXTRA_LISTENER_PORT
+                while port in used:
+                    port += 1
+                self.elbv2.create_listener(LoadBalancerArn=lb_arn, Protocol="HTTP", Port=port,
+                                           DefaultActions=[{"Type": "forward", "TargetGroupArn": arn}])
+                used.add(port)
+                by_tg[arn] = port
+            ports[short] = by_tg[arn]
+        return ports
+
     def _ensure_launch_template(self, image_id: str, sg: str) -> str:
         name = f"{self.spec.name}-web"
         found = self.ec2.describe_launch_templates(
@@ -216,44 +351,55 @@ class World:
         return self.ec2.create_launch_template(LaunchTemplateName=name, LaunchTemplateData=data)[
             "LaunchTemplate"]["LaunchTemplateId"]
 
-    def _ensure_asg(self, lt_id: str, subnets: list[str], tg_arn: str) -> None:
-        self._lt_id, self._subnets = lt_id, subnets
-        groups = self.asg.describe_auto_scaling_groups(AutoScalingGroupNames=["web"])["AutoScalingGroups"]
-        if not groups:
+    def _ensure_asg(self, group: GroupSpec, lt_id: str, subnets: list[str], tg_arn: str) -> None:
+        found = self.asg.describe_auto_scaling_groups(AutoScalingGroupNames=[group.name])["AutoScalingGroups"]
+        if not found:
             self.asg.create_auto_scaling_group(
-                AutoScalingGroupName="web",
+                AutoScalingGroupName=group.name,
                 LaunchTemplate={"LaunchTemplateId": lt_id, "Version": "$Latest"},
-                MinSize=0, MaxSize=max(self.spec.max_size, self.spec.size), DesiredCapacity=0,
+                MinSize=0, MaxSize=self.max_size(group.size, group.fixed), DesiredCapacity=0,
                 VPCZoneIdentifier=",".join(subnets), TargetGroupARNs=[tg_arn],
                 HealthCheckType="ELB", HealthCheckGracePeriod=60,
                 Tags=[{"Key": k, "Value": str(v), "PropagateAtLaunch": True}
-                      for k, v in {**self.spec.base_tags(), "Name": "web", "Role": "web"}.items()],
+                      for k, v in group_tags(self.spec, group.name).items()],
             )
-        self.scale(self.spec.size)
+        elif tg_arn not in found[0].get("TargetGroupARNs", []):
+            self.asg.attach_load_balancer_target_groups(AutoScalingGroupName=group.name, TargetGroupARNs=[tg_arn])
+        self.scale(group.size, group=group.name, fixed=group.fixed)
 
-    def scale(self, size: int) -> None:
-        """Set the web ASG's size. Growing places instances across the AZs as AWS does.
+    def max_size(self, size: int, fixed: bool = False) -> int:
+        """MaxSize: the fleet's max_size (30), or more for a big group; a fixed group keeps room to
+        double, so a deploy can surge it (its MinSize is its size)."""
+        return max(self.spec.max_size, 2 * size if fixed else size)
+
+    def scale(self, size: int, group: str = DEFAULT_GROUP, fixed: bool = False) -> None:
+        """Set an ASG's size (`fixed`: MinSize too). Growing places instances across the AZs as AWS does.
 
         Stand-in: moto launches every ASG instance into the first subnet of VPCZoneIdentifier, so
         a fleet that grew through moto alone would sit in one AZ. The local fleet launches each new
         instance itself into the least-used AZ's subnet and attaches it to the ASG (AttachInstances:
         same membership, target group registration and desired capacity as a launch by the ASG).
-        Shrinking is left to the ASG (desired capacity).
+        Shrinking is left to the ASG (desired capacity). MinSize is set last when growing (AWS and
+        moto raise the desired capacity to a new MinSize above it, and would launch into one AZ),
+        together with the desired capacity when shrinking.
         """
-        group = self.asg.describe_auto_scaling_groups(AutoScalingGroupNames=["web"])["AutoScalingGroups"][0]
-        self.asg.update_auto_scaling_group(AutoScalingGroupName="web", MaxSize=max(self.spec.max_size, size))
-        members = [i["InstanceId"] for i in group["Instances"]]
+        found = self.asg.describe_auto_scaling_groups(AutoScalingGroupNames=[group])["AutoScalingGroups"][0]
+        self.asg.update_auto_scaling_group(AutoScalingGroupName=group, MaxSize=self.max_size(size, fixed))
+        members = [i["InstanceId"] for i in found["Instances"]]
+        min_size = size if fixed else 0
         if size <= len(members):
-            self.asg.update_auto_scaling_group(AutoScalingGroupName="web", DesiredCapacity=size)
+            self.asg.update_auto_scaling_group(AutoScalingGroupName=group, MinSize=min_size, DesiredCapacity=size)
             return
-        subnets = self._subnets if hasattr(self, "_subnets") else group["VPCZoneIdentifier"].split(",")
-        lt_id = self._lt_id if hasattr(self, "_lt_id") else group["LaunchTemplate"]["LaunchTemplateId"]
+        subnets = self._subnets if hasattr(self, "_subnets") else found["VPCZoneIdentifier"].split(",")
+        lt_id = self._lt_id if hasattr(self, "_lt_id") else found["LaunchTemplate"]["LaunchTemplateId"]
         per_subnet = {sn: 0 for sn in subnets}
         if members:
             for inst in self.ec2.describe_instances(InstanceIds=members)["Reservations"]:
                 for i in inst["Instances"]:
                     per_subnet[i["SubnetId"]] = per_subnet.get(i["SubnetId"], 0) + 1
-        tags = {**self.spec.base_tags(), "Name": "web", "Role": "web"}
+        tags = group_tags(self.spec, group)
+        if min_size < found["MinSize"]:
+            self.asg.update_auto_scaling_group(AutoScalingGroupName=group, MinSize=min_size)
         for _ in range(size - len(members)):
             subnet = min(subnets, key=lambda sn: (per_subnet[sn], subnets.index(sn)))
             per_subnet[subnet] += 1
@@ -261,7 +407,12 @@ class World:
                 LaunchTemplate={"LaunchTemplateId": lt_id, "Version": "$Latest"}, MinCount=1, MaxCount=1,
                 SubnetId=subnet, TagSpecifications=_spec("instance", tags),
             )["Instances"][0]["InstanceId"]
-            self.asg.attach_instances(AutoScalingGroupName="web", InstanceIds=[iid])
+            self.asg.attach_instances(AutoScalingGroupName=group, InstanceIds=[iid])
+        self.asg.update_auto_scaling_group(AutoScalingGroupName=group, MinSize=min_size)
+
+    def groups(self) -> list[dict]:
+        """The fleet's Auto Scaling Groups as the emulator describes them (tag ec2fleet:fleet)."""
+        return fleet_groups(self.asg, self.spec.name)
 
     # -- reads -----------------------------------------------------------------------------
     def instances(self, role: str | None = None, states=("pending", "running")) -> list[dict]:
@@ -274,3 +425,13 @@ class World:
             for reservation in page["Reservations"]:
                 found.extend(reservation["Instances"])
         return found
+
+
+def fleet_groups(autoscaling, fleet: str) -> list[dict]:
+    """Every Auto Scaling Group of a fleet (tagged ec2fleet:fleet=<fleet>), sorted by name."""
+    found = []
+    pages = autoscaling.get_paginator("describe_auto_scaling_groups").paginate(
+        Filters=[{"Name": f"tag:{FLEET_TAG}", "Values": [fleet]}])
+    for page in pages:
+        found.extend(page["AutoScalingGroups"])
+    return sorted(found, key=lambda g: g["AutoScalingGroupName"])
