@@ -153,6 +153,7 @@ def status(c, inventory=LOCAL_INVENTORY, watch=False, interval=5, count=0):
         print(ops.table(ops.status_rows(inv)))
         _print_groups(inv)
         return
+    progress.interrupt_once()
     refreshes = 0
     try:
         while True:

@@ -80,3 +80,20 @@ def stream(cmd: list[str], *, cwd=None, env=None, label: str = "", interval: flo
                 phase(f"still in {state['step']} ({now - state['since']:.0f}s)")
                 state["last"] = now
     return proc.wait()
+
+
+def interrupt_once() -> None:
+    """Ctrl-C stops a watch loop once: the first SIGINT raises KeyboardInterrupt, later ones are
+    ignored. A terminal's Ctrl-C (and `timeout -s INT`) signals the whole process group, so the
+    loop can be hit twice (once directly, once through the group) and the second would end the
+    program with 130 after the first was handled."""
+    import signal
+
+    seen = []
+
+    def handler(signum, frame):
+        if not seen:
+            seen.append(signum)
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, handler)
