@@ -358,34 +358,59 @@ def test_canary_that_stops_answering_fails_the_deploy_and_cleanup_still_runs(fle
     assert_fleet_at_rest(fleet)
 
 
-def test_fixed_size_group_deploys_and_gets_its_sizes_back(fleet):
-    """MinSize == DesiredCapacity == MaxSize, common in production: EnterStandby may not lower the
-    desired capacity below MinSize, so the deploy lowers MinSize for the rollout (capacity auto,
-    min healthy 50%) and puts it back; a fixed-size group with no room at all under capacity=none
-    is refused in one line before anything changes."""
+def group_sizes(state, name: str) -> tuple[int, int, int]:
+    group = state.clients("autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=[name])["AutoScalingGroups"][0]
+    return group["MinSize"], group["DesiredCapacity"], group["MaxSize"]
+
+
+def test_fixed_size_groups_deploy_each_within_its_policy_and_get_their_sizes_back(fleet):
+    """MinSize == DesiredCapacity, common in production: EnterStandby may not lower the desired
+    capacity below MinSize. With a second fixed-size group (api, 2 instances) beside web (made
+    fixed too), behind the same target group, the deploy lowers each group's MinSize for the
+    rollout (capacity auto, min healthy 50%), never takes more of a group out at once than its
+    policy allows, and puts both groups' sizes back. Under capacity=none the same plan is refused
+    in one line before anything changes."""
     asg = fleet.clients("autoscaling")
     size = len(web_instances(fleet))
+    control.up(size=size, groups="api:2:fixed")
+    control.wait_callbacks(fleet)  # the new instances converge on the recorded release
+    api_max = group_sizes(fleet, "api")[2]
     asg.update_auto_scaling_group(AutoScalingGroupName="web", MinSize=size, MaxSize=size)
     try:
-        refused = playbook(fleet, "deploy.yml", "-e", "app_version=2.0.0", "-e", "deploy_capacity=none",
-                           "-e", "deploy_min_healthy=100%")
+        refused = playbook(fleet, "deploy.yml", "-e", "app_version=2.0.0", "-e", "deploy_min_healthy=100%")
         assert refused.returncode != 0
         assert "deploy_min_healthy='100%' is not valid" in refused.stdout
         refused = playbook(fleet, "deploy.yml", "-e", "app_version=2.0.0", "-e", "deploy_capacity=none")
         assert refused.returncode != 0
-        assert re.search(r"web.*MinSize", refused.stdout), refused.stdout[-3000:]
-        assert set(versions(fleet).values()) == {"5.0.0"}
-        assert_fleet_at_rest(fleet)
+        assert re.search(r"ASG (web|api): DesiredCapacity \d+ is at MinSize", refused.stdout), refused.stdout[-3000:]
+        assert lock_value(fleet) is None and group_sizes(fleet, "web") == (size, size, size)
 
         proc = playbook(fleet, "deploy.yml", "-e", "app_version=2.0.0")
         assert proc.returncode == 0, proc.stdout[-4000:]
-        assert f"{{'min_size': {size - 1}, 'max_size': {size}, 'desired_capacity': {size}}}" in proc.stdout
+        assert f"web: {{'min_size': {size - 1}, 'max_size': {size}, 'desired_capacity': {size}}}" in proc.stdout
+        assert f"api: {{'min_size': 1, 'max_size': {api_max}, 'desired_capacity': 2}}" in proc.stdout
+        report = report_of(proc.stdout)
+        assert report["result"] == "succeeded"
+        for batch in report["batches"]:
+            per_group = {}
+            for host in batch["hosts"]:
+                per_group[host["asg"]] = per_group.get(host["asg"], 0) + 1
+            # min healthy 50%: at most size - ceil(size / 2) of web, 1 of api's 2 out at once.
+            assert per_group.get("web", 0) <= size - (size + 1) // 2 and per_group.get("api", 0) <= 1, batch
+        assert {h["asg"] for b in report["batches"] for h in b["hosts"]} == {"web", "api"}
+        assert group_sizes(fleet, "web") == (size, size, size)
+        assert group_sizes(fleet, "api") == (2, 2, api_max)
+        api = asg.describe_auto_scaling_groups(AutoScalingGroupNames=["api"])["AutoScalingGroups"][0]["Instances"]
+        assert {on_host(fleet, i["InstanceId"], f"/usr/local/sbin/{APP}-release", "current") for i in api} == {"2.0.0"}
         assert set(versions(fleet).values()) == {"2.0.0"}
-        group = asg.describe_auto_scaling_groups(AutoScalingGroupNames=["web"])["AutoScalingGroups"][0]
-        assert (group["MinSize"], group["DesiredCapacity"], group["MaxSize"]) == (size, size, size)
         assert_fleet_at_rest(fleet)
     finally:
         asg.update_auto_scaling_group(AutoScalingGroupName="web", MinSize=0, MaxSize=30)
+        asg.update_auto_scaling_group(AutoScalingGroupName="api", MinSize=0, DesiredCapacity=0)
+        deadline = time.monotonic() + 300
+        while asg.describe_auto_scaling_groups(AutoScalingGroupNames=["api"])["AutoScalingGroups"][0]["Instances"]:
+            assert time.monotonic() < deadline, "the api group's instances did not go"
+            time.sleep(2)
 
 
 def test_instance_launched_during_a_deploy_ends_on_the_new_release(fleet):
