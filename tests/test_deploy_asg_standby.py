@@ -149,3 +149,62 @@ def test_failures_are_one_clear_line(aws):
         assert "\n" not in result["msg"]
     assert lifecycle(ids[0]) == "InService"
     assert registered(_arns[0], ids[0])
+
+
+# -- launch lifecycle hooks on ExitStandby ------------------------------------------------------
+# moto returns an instance to InService at once on ExitStandby and fails CompleteLifecycleAction:
+# the hook handling is driven here by a scripted stand-in for the Auto Scaling API (only that).
+
+class ScriptedAutoScaling:
+    """TEST DOUBLE of the three Auto Scaling calls involved: the instance's lifecycle states in
+    order, the group's hooks, and a record of every completion and heartbeat."""
+
+    def __init__(self, states, hooks):
+        self.states, self.hooks, self.calls = list(states), hooks, []
+
+    def call(self, service, operation, action, **kwargs):
+        self.calls.append((operation, kwargs))
+        if operation == "describe_auto_scaling_instances":
+            state = self.states.pop(0) if len(self.states) > 1 else self.states[0]
+            return {"AutoScalingInstances": [{"LifecycleState": state, "AutoScalingGroupName": "web"}]}
+        if operation == "describe_lifecycle_hooks":
+            return {"LifecycleHooks": self.hooks}
+        return {}
+
+
+HOOKS = [{"LifecycleHookName": "boot", "LifecycleTransition": "autoscaling:EC2_INSTANCE_LAUNCHING"},
+         {"LifecycleHookName": "bye", "LifecycleTransition": "autoscaling:EC2_INSTANCE_TERMINATING"}]
+
+
+def _wait(api, mode):
+    from ansible_collections.ec2fleet.fleet.plugins.module_utils.deploy import wait_for_lifecycle
+    from ansible_collections.ec2fleet.fleet.plugins.modules.asg_standby import LaunchHooks
+
+    hooks = LaunchHooks(api, "web", "i-1", mode)
+    wait_for_lifecycle(api, "i-1", "InService", {"Pending", "Pending:Wait", "Pending:Proceed", "Standby"}, 30, 0,
+                       sleep=lambda _s: None, on_state=hooks.on_state)
+    return hooks
+
+
+def test_launch_hooks_on_exit_standby_are_completed_once():
+    api = ScriptedAutoScaling(["Pending", "Pending:Wait", "Pending:Wait", "Pending:Proceed", "InService"], HOOKS)
+    hooks = _wait(api, "complete")
+    completes = [kw for op, kw in api.calls if op == "complete_lifecycle_action"]
+    assert completes == [{"AutoScalingGroupName": "web", "LifecycleHookName": "boot", "InstanceId": "i-1",
+                          "LifecycleActionResult": "CONTINUE"}]
+    assert hooks.handled == ["boot"]
+
+
+def test_launch_hooks_left_to_their_owner_get_heartbeats():
+    api = ScriptedAutoScaling(["Pending:Wait", "Pending:Wait", "InService"], HOOKS)
+    hooks = _wait(api, "heartbeat")
+    assert not [op for op, _ in api.calls if op == "complete_lifecycle_action"]
+    beats = [kw["LifecycleHookName"] for op, kw in api.calls if op == "record_lifecycle_action_heartbeat"]
+    assert beats == ["boot"]  # one beat per minute at most
+    assert hooks.handled == ["boot"]
+
+
+def test_no_hooks_no_calls_when_the_instance_goes_straight_in():
+    api = ScriptedAutoScaling(["InService"], HOOKS)
+    _wait(api, "complete")
+    assert [op for op, _ in api.calls] == ["describe_auto_scaling_instances"]

@@ -208,10 +208,11 @@ def wait_for_targets(aws, arns, instance_id, want, timeout, poll_interval, sleep
         sleep(min(poll_interval, max(timeout - elapsed, 0.05)))
 
 
-def wait_for_lifecycle(aws, instance_id, want, passing, timeout, poll_interval, sleep=time.sleep):
+def wait_for_lifecycle(aws, instance_id, want, passing, timeout, poll_interval, sleep=time.sleep, on_state=None):
     """Wait until the instance's Auto Scaling lifecycle state is ``want``.
 
     ``passing`` are the states it may go through on the way; any other state fails at once.
+    ``on_state(state)`` is called on each poll that finds a passing state (lifecycle hooks).
     Returns the waited seconds.
     """
     start = time.monotonic()
@@ -220,6 +221,8 @@ def wait_for_lifecycle(aws, instance_id, want, passing, timeout, poll_interval, 
         state = record["LifecycleState"] if record else "detached"
         if state == want:
             return round(time.monotonic() - start, 1)
+        if on_state is not None and state in passing:
+            on_state(state)
         if state not in passing:
             raise DeployError(f"{instance_id} went to lifecycle state {state} while waiting for {want}")
         elapsed = time.monotonic() - start

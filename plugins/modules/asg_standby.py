@@ -64,6 +64,16 @@ options:
     description: Seconds between two polls.
     type: float
     default: 5
+  lifecycle_hooks:
+    description:
+      - What to do with the group's launch lifecycle hooks (C(autoscaling:EC2_INSTANCE_LAUNCHING)),
+        which C(ExitStandby) runs (the instance waits in C(Pending:Wait)).
+      - V(complete) completes them with C(CONTINUE) (the instance served before Standby, and the
+        health wait in every target group follows); V(heartbeat) leaves them to their owner and
+        records a heartbeat every minute while waiting, so they do not time out.
+    type: str
+    choices: [complete, heartbeat]
+    default: complete
 notes:
   - The AWS API emulator used in the tests (moto) does not deregister Standby instances from
     target groups; the local fleet's controller stands in for that behaviour there.
@@ -91,6 +101,11 @@ asg_name:
   returned: always
   type: str
   sample: web
+lifecycle_hooks:
+  description: Launch lifecycle hooks completed (or heartbeated) while returning to service.
+  returned: when O(state=inservice) and waited
+  type: list
+  elements: str
 lifecycle_state:
   description: The lifecycle state at the end (in check mode, before).
   returned: always
@@ -133,6 +148,8 @@ desired_capacity:
   type: int
   sample: 7
 """
+
+import time
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.ec2fleet.fleet.plugins.module_utils.aws import AwsCalls
@@ -204,6 +221,55 @@ def enter_standby(module, aws, group, record, result):
                     f"after {waited}s")
 
 
+class LaunchHooks:
+    """ExitStandby runs the group's launch lifecycle hooks: the instance waits in Pending:Wait
+    until each is completed (or its heartbeat timeout passes and the default result applies).
+    ``complete``: the instance was in service before Standby and the deploy's health gates check
+    it, so the deploy completes them with CONTINUE. ``heartbeat``: something else completes them
+    (a hook's owner that must run on every return to service); the deploy keeps them from timing
+    out while it waits."""
+
+    HEARTBEAT_EVERY = 60.0
+
+    def __init__(self, aws, group_name, instance_id, mode):
+        self.aws, self.group_name, self.instance_id, self.mode = aws, group_name, instance_id, mode
+        self.handled = []
+        self._hooks = None
+        self._last_beat = None
+
+    def names(self):
+        if self._hooks is None:
+            hooks = self.aws.call("autoscaling", "describe_lifecycle_hooks",
+                                  f"describe the lifecycle hooks of {self.group_name}",
+                                  AutoScalingGroupName=self.group_name)["LifecycleHooks"]
+            self._hooks = sorted(h["LifecycleHookName"] for h in hooks
+                                 if h.get("LifecycleTransition") == "autoscaling:EC2_INSTANCE_LAUNCHING")
+        return self._hooks
+
+    def on_state(self, state):
+        if state != "Pending:Wait":
+            return
+        now = time.monotonic()
+        if self.mode == "complete":
+            for name in self.names():
+                if name in self.handled:
+                    continue
+                self.aws.call("autoscaling", "complete_lifecycle_action",
+                              f"complete lifecycle hook {name} for {self.instance_id}",
+                              AutoScalingGroupName=self.group_name, LifecycleHookName=name,
+                              InstanceId=self.instance_id, LifecycleActionResult="CONTINUE")
+                self.handled.append(name)
+        elif self._last_beat is None or now - self._last_beat >= self.HEARTBEAT_EVERY:
+            for name in self.names():
+                self.aws.call("autoscaling", "record_lifecycle_action_heartbeat",
+                              f"heartbeat lifecycle hook {name} for {self.instance_id}",
+                              AutoScalingGroupName=self.group_name, LifecycleHookName=name,
+                              InstanceId=self.instance_id)
+                if name not in self.handled:
+                    self.handled.append(name)
+            self._last_beat = now
+
+
 def exit_standby(module, aws, group, record, result):
     params = module.params
     instance_id, name = params["instance_id"], group["AutoScalingGroupName"]
@@ -225,8 +291,11 @@ def exit_standby(module, aws, group, record, result):
         verb = "left" if changed else "already out of"
         return dict(result, changed=changed, msg=f"{instance_id} {verb} Standby in {name} (not waited)")
     timeout = params["timeout"] or DEFAULT_INSERVICE_TIMEOUT
+    hooks = LaunchHooks(aws, name, instance_id, params["lifecycle_hooks"])
     result["lifecycle_wait_seconds"] = wait_for_lifecycle(
-        aws, instance_id, IN_SERVICE, LEAVING_STANDBY | {STANDBY}, timeout, params["poll_interval"])
+        aws, instance_id, IN_SERVICE, LEAVING_STANDBY | {STANDBY}, timeout, params["poll_interval"],
+        on_state=hooks.on_state)
+    result["lifecycle_hooks"] = hooks.handled
     result["lifecycle_state"] = IN_SERVICE
     waited, states = wait_for_targets(aws, result["target_groups"], instance_id, HEALTHY, timeout,
                                       params["poll_interval"])
@@ -275,6 +344,7 @@ ARGUMENT_SPEC = argument_spec(
     wait={"type": "bool", "default": True},
     timeout={"type": "int"},
     poll_interval={"type": "float", "default": 5},
+    lifecycle_hooks={"type": "str", "choices": ["complete", "heartbeat"], "default": "complete"},
 )
 
 
