@@ -1,6 +1,8 @@
 """fleet_deploy_lock against the emulator (SSM Parameter Store): acquire, refuse with the
 holder's details, take over expired and stale locks returning the previous value, update, release,
-check mode; plus the pure decisions and the takeover race."""
+check mode; plus the pure decisions and the takeover race; and data larger than the tier's limit,
+kept in continuation parameters (round trips with 1,000 and 5,000 instance ids, crash consistency).
+The heartbeat: tests/test_deploy_lock_heartbeat.py."""
 
 from __future__ import annotations
 
@@ -35,6 +37,17 @@ def put_lock(**fields):
     value.update(fields)
     client("ssm").put_parameter(Name=NAME, Value=json.dumps(value), Type="String", Overwrite=True)
     return value
+
+
+def all_parameters():
+    """{name: (version, value)} of every parameter in the emulator."""
+    ssm = client("ssm")
+    names = [p["Name"] for page in ssm.get_paginator("describe_parameters").paginate() for p in page["Parameters"]]
+    found = {}
+    for name in names:
+        parameter = ssm.get_parameter(Name=name)["Parameter"]
+        found[name] = (parameter["Version"], parameter["Value"])
+    return found
 
 
 def iso(delta_seconds):
@@ -153,11 +166,17 @@ def test_update_by_a_run_that_does_not_hold_it_fails(aws):
     assert "x" not in stored()["data"]
 
 
-def test_value_over_the_tier_limit_fails_clearly(aws):
-    result = run_module("ec2fleet.fleet.deploy_lock", {**LOCK_ARGS, "data": {"standby": [f"i-{n:017d}" for n in range(300)]}})
-    assert result["failed"] is True
-    assert "over the 4096-byte limit of the Standard tier" in result["msg"]
-    assert stored() is None
+def test_value_too_large_even_for_continuation_parameters_fails_clearly_writing_nothing(aws):
+    # ~30,000 instance ids need more parts than the lock's value can pin in the Standard tier; many
+    # small keys cannot be moved out at all. Both fail before any write.
+    huge = {"standby": [f"i-{n:017x}" for n in range(30000)]}
+    small_keys = {f"group-{n:04d}": n for n in range(400)}
+    for data in (huge, small_keys):
+        (result,) = run_tasks([{"name": "too large", "ec2fleet.fleet.deploy_lock": {**LOCK_ARGS, "data": data},
+                                "ignore_errors": True}])
+        assert result["failed"] is True
+        assert "over the 4096-byte limit of the Standard tier" in result["msg"]
+        assert all_parameters() == {}
 
 
 def test_bad_arguments_are_refused(aws):
@@ -263,3 +282,188 @@ def test_takeover_race_with_a_release_and_fresh_lock_in_between(aws, lockmod):
     with pytest.raises(utils.FleetAWSError, match="another run took it over at the same moment"):
         lockmod.acquire(_FakeModule(), store, datetime.now(UTC))
     assert stored() == fresh
+
+
+# --- data larger than the tier's limit: continuation parameters ----------------------------------
+
+def ids(count, start=0):
+    return [f"i-{n:017x}" for n in range(start, start + count)]
+
+
+def test_split_lock_cuts_the_largest_values_into_parts_that_fit(lockmod):
+    lock = {"run_id": "r", "expires_at": "2026-01-01T00:00:00Z",
+            "data": {"standby": ids(1000), "capacity": {"web": {"surge": ids(300, 5000)}}, "suspended": {"web": ["x"]}}}
+    main, moved = lockmod.split_lock(lock, 4096)
+    assert [key for key, _chunks in moved] == ["capacity", "standby"]  # by name when nothing is stored yet
+    for key, chunks in moved:
+        assert all(len(chunk.encode()) <= 4096 for chunk in chunks)
+        assert json.loads("".join(chunks)) == lock["data"][key]
+    assert main["data"] == {"suspended": {"web": ["x"]}}
+    # Values already in parts keep their numbers: their order comes first.
+    _main, moved = lockmod.split_lock(lock, 4096, order=["standby"])
+    assert [key for key, _chunks in moved] == ["standby", "capacity"]
+    # Only what is needed moves: a lock that fits stays whole; a small surge stays in the value.
+    assert lockmod.split_lock({"data": {"standby": ids(10)}}, 4096) == ({"data": {"standby": ids(10)}}, [])
+    main, moved = lockmod.split_lock(dict(lock, data={**lock["data"], "capacity": {"web": {"surge": ids(3)}}}), 4096)
+    assert [key for key, _chunks in moved] == ["standby"] and "capacity" in main["data"]
+    assert lockmod.split_lock({"data": {f"k{n}": n for n in range(1000)}}, 4096) is None
+
+
+@pytest.mark.parametrize("count", [1000, 5000])
+def test_large_data_round_trip_acquire_update_recover_release(aws, count):
+    standby = ids(count)
+    data = {"suspended": {"web": ["AZRebalance", "ReplaceUnhealthy"]},
+            "capacity": {"web": {"original": {"min_size": 2, "max_size": 9}}}, "standby": standby}
+    update = {**LOCK_ARGS, "state": "updated", "run_id": "{{ lock.run_id }}", "ttl": 600}
+    acquired, first, same, grown = run_tasks([
+        {"name": "acquire", "ec2fleet.fleet.deploy_lock": {**LOCK_ARGS, "version": "2.0.0"}, "register": "lock"},
+        {"name": "record a large batch", "ec2fleet.fleet.deploy_lock": {**update, "data": data}},
+        {"name": "the same batch, another key changed",
+         "ec2fleet.fleet.deploy_lock": {**update, "data": {**data, "suspended": {"web": ["AZRebalance"]}}}},
+        {"name": "one more instance",
+         "ec2fleet.fleet.deploy_lock": {**update, "data": {"standby": [*standby, "i-zz"]}}},
+    ], timeout=600)
+    run_id = acquired["run_id"]
+    assert first["lock"]["data"] == data and first["lock"]["run_id"] == run_id
+    assert len(first["parts"]) == first["parts_written"] >= count * 22 // 4096
+    assert first["parts"] == [f"{NAME}/part-{n}" for n in range(1, len(first["parts"]) + 1)]
+    # Only the parts whose content changed are written again.
+    assert same["parts_written"] == 0 and same["lock"]["data"]["standby"] == standby
+    assert 1 <= grown["parts_written"] <= 2
+    expected = {**data, "suspended": {"web": ["AZRebalance"]}, "standby": [*standby, "i-zz"]}
+    assert grown["lock"]["data"] == expected
+
+    stored_now = all_parameters()
+    _main_version, main_value = stored_now[NAME]
+    assert len(main_value.encode()) < 4096
+    main = json.loads(main_value)
+    assert "standby" not in main["data"] and main["data"]["suspended"] == {"web": ["AZRebalance"]}
+    assert [entry[0] for entry in main["parts"]["standby"]] == list(range(1, len(grown["parts"]) + 1))
+    assert set(stored_now) == {NAME, *grown["parts"]}
+    assert all(len(value.encode()) <= 4096 for _version, value in stored_now.values())
+
+    # The playbook has ended: its lock is stale, and a new run takes it over with all its data.
+    taken = run_module("ec2fleet.fleet.deploy_lock", {**LOCK_ARGS, "version": "2.0.1"})
+    assert taken["changed"] is True and taken["recovered"]["run_id"] == run_id
+    assert taken["recovered"]["data"] == expected
+    assert "parts" not in taken["recovered"] and "parts" not in taken["lock"]
+    assert set(all_parameters()) == {NAME}  # the parts of the run taken over are deleted
+
+    second = taken["run_id"]
+    results = run_tasks([
+        {"name": "record", "ec2fleet.fleet.deploy_lock": {**LOCK_ARGS, "state": "updated", "run_id": second,
+                                                           "data": {"standby": standby}}},
+        {"name": "release", "ec2fleet.fleet.deploy_lock": {**LOCK_ARGS, "state": "released", "run_id": second}},
+    ], timeout=600)
+    assert results[0]["lock"]["data"] == {"standby": standby} and results[1]["changed"] is True
+    assert all_parameters() == {}
+
+
+def test_check_mode_writes_no_part(aws):
+    standby = ids(1000)
+    results = run_tasks([
+        {"name": "acquire", "ec2fleet.fleet.deploy_lock": {**LOCK_ARGS, "data": {"standby": standby}}},
+    ], check=True)
+    assert results[0]["changed"] is True and results[0]["lock"]["data"] == {"standby": standby}
+    assert all_parameters() == {}
+    acquired = run_module("ec2fleet.fleet.deploy_lock", {**LOCK_ARGS, "run_id": "mine", "data": {"standby": ids(500)}})
+    assert acquired["changed"] is True and acquired["parts"]
+    before = all_parameters()
+    results = run_tasks([
+        {"name": "update", "ec2fleet.fleet.deploy_lock": {**LOCK_ARGS, "state": "updated", "run_id": "mine",
+                                                           "data": {"standby": standby}}},
+        {"name": "release", "ec2fleet.fleet.deploy_lock": {**LOCK_ARGS, "state": "released", "run_id": "mine"}},
+    ], check=True)
+    assert results[0]["lock"]["data"] == {"standby": standby} and results[1]["changed"] is True
+    assert all_parameters() == before
+
+
+def test_acquire_with_large_data_and_forced_release_give_it_back(aws):
+    data = {"standby": ids(1000)}
+    acquired = run_module("ec2fleet.fleet.deploy_lock", {**LOCK_ARGS, "data": data, "ttl": 600})
+    assert acquired["changed"] is True and acquired["lock"]["data"] == data and len(acquired["parts"]) == 6
+    assert len(all_parameters()[NAME][1]) < 4096
+    refused = run_module("ec2fleet.fleet.deploy_lock", {**LOCK_ARGS, "state": "released", "run_id": "other"})
+    assert refused["failed"] is True and "not releasing it" in refused["msg"]
+    forced = run_module("ec2fleet.fleet.deploy_lock", {**LOCK_ARGS, "state": "released", "force": True})
+    assert forced["changed"] is True and forced["recovered"]["data"] == data
+    assert all_parameters() == {}
+
+
+def _store(lockmod, cls=None):
+    return (cls or lockmod.LockStore)(utils.AwsCalls({}), NAME, "Standard")
+
+
+def _update(lockmod, store, run_id, data):
+    module = _FakeModule(run_id=run_id, data=data)
+    return lockmod.update(module, store, datetime.now(UTC))
+
+
+def test_a_crash_between_the_parts_and_the_value_leaves_the_old_data_readable(aws, lockmod):
+    """The parts are written first: a run killed before its value is written leaves the old value,
+    which pins the old versions of its parts, so it still reads back as it was."""
+    old = {"standby": ids(1000)}
+    put_lock(run_id="mine", expires_at=iso(600))
+    _update(lockmod, _store(lockmod), "mine", old)
+
+    class Crash(Exception):
+        pass
+
+    class CrashingStore(lockmod.LockStore):
+        def write_text(self, text):
+            raise Crash
+
+    with pytest.raises(Crash):
+        _update(lockmod, _store(lockmod, CrashingStore), "mine", {"standby": ids(1000, 7)})
+    latest = {name: value for name, (_version, value) in all_parameters().items()}
+    assert json.loads("".join(latest[f"{NAME}/part-{n}"] for n in range(1, 7))) == ids(1000, 7)  # new parts...
+    store = _store(lockmod)
+    holder, _version = store.read()
+    assert store.resolve(holder) == ({**put_lock_fields(holder), "data": old}, [])  # ...the old value still whole
+    # The next update (or a takeover) goes on from there; the release leaves nothing behind.
+    assert _update(lockmod, store, "mine", {"standby": ids(20)})["lock"]["data"] == {"standby": ids(20)}
+    assert set(all_parameters()) == {NAME}
+    assert lockmod.release(_FakeModule(run_id="mine"), _store(lockmod))["changed"] is True
+    assert all_parameters() == {}
+
+
+def put_lock_fields(holder):
+    return {k: v for k, v in holder.items() if k not in ("parts", "data")}
+
+
+def test_an_update_that_changes_nothing_costs_one_read_one_write_and_one_check(aws, lockmod):
+    put_lock(run_id="mine", expires_at=iso(600))
+    _update(lockmod, _store(lockmod), "mine", {"standby": ids(5000), "suspended": {"web": ["AZRebalance"]}})
+    store = _store(lockmod)
+    result = _update(lockmod, store, "mine", {"standby": ids(5000), "suspended": {"web": []}})
+    assert result["parts_written"] == 0 and result["reapplied"] == 0
+    assert store.calls == {"get_parameter": 2, "put_parameter": 1}  # read, write, the version before ours
+
+
+def test_release_deletes_parts_an_interrupted_run_left(aws, lockmod):
+    """A run killed while releasing or updating leaves parts numbered after the last one pinned:
+    the next release finds them (numbered without gaps) and deletes them."""
+    put_lock(run_id="mine", expires_at=iso(600))
+    _update(lockmod, _store(lockmod), "mine", {"standby": ids(1000)})
+    for n in range(7, 10):  # beyond the 6 pinned
+        client("ssm").put_parameter(Name=f"{NAME}/part-{n}", Value="orphan", Type="String")
+    assert len(all_parameters()) == 10
+    lockmod.release(_FakeModule(run_id="mine"), _store(lockmod))
+    assert all_parameters() == {}
+
+
+def test_a_lock_whose_parts_cannot_be_read_is_taken_over_only_with_force(aws, lockmod):
+    put_lock(run_id="theirs", expires_at=iso(600))
+    _update(lockmod, _store(lockmod), "theirs", {"standby": ids(1000), "suspended": {"web": ["AZRebalance"]}})
+    ssm = client("ssm")
+    value = json.loads(ssm.get_parameter(Name=NAME)["Parameter"]["Value"])
+    value["expires_at"] = iso(-5)
+    ssm.put_parameter(Name=NAME, Value=json.dumps(value), Type="String", Overwrite=True)
+    ssm.delete_parameter(Name=f"{NAME}/part-3")
+    refused = run_module("ec2fleet.fleet.deploy_lock", LOCK_ARGS)
+    assert refused["failed"] is True and "the data of standby in its continuation parameters" in refused["msg"]
+    assert "force: true" in refused["msg"]
+    forced = run_module("ec2fleet.fleet.deploy_lock", {**LOCK_ARGS, "force": True})
+    assert forced["changed"] is True and forced["recovered"]["data"] == {"suspended": {"web": ["AZRebalance"]}}
+    assert any("could not be read back" in w for w in forced.get("warnings", []))
+    assert set(all_parameters()) == {NAME}

@@ -6,7 +6,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 ---
 module: deploy_lock
-short_description: Take, update and release a deploy lock kept in SSM Parameter Store
+short_description: Take, update, keep alive and release a deploy lock kept in SSM Parameter Store
 description:
   - Keeps one deploy lock per application and environment in an SSM Parameter Store C(String)
     parameter (default name C(/<app>/<env>/deploy-lock)) whose value is JSON, so two operators
@@ -15,8 +15,9 @@ description:
     C(machine_id) where the OS has one), C(pid) (the
     C(ansible-playbook) process holding it, with its start time C(pid_started) so a reused PID is
     not mistaken for it), C(version) being deployed, C(started_at), C(expires_at), C(ttl),
-    C(run_id) and a free C(data) dict (the deploy keeps in it the ASG processes it suspended and
-    the instances it put in Standby, so a later run can clean up after a killed one).
+    C(run_id), C(heartbeat_at) (the last heartbeat, once there was one) and a free C(data) dict
+    (the deploy keeps in it the ASG processes it suspended, the group sizes it changed and the
+    instances it put in Standby, so a later run can clean up after a killed one).
   - O(state=acquired) creates the parameter atomically (C(PutParameter) without overwrite). When
     it exists, the lock is taken over if it has expired, if it was taken on this same controller
     by a process that is no longer running (a killed C(ansible-playbook)), or with O(force=true);
@@ -24,17 +25,63 @@ description:
     cleanup. Otherwise the module fails naming the holder (owner, version, start, expiry).
     Acquiring again with the same O(run_id) is a no-op.
   - O(state=updated) merges O(data) into the lock and extends its expiry by O(ttl), only while
-    this run (O(run_id)) still holds it. O(state=released) deletes it, only when this run holds
-    it (or with O(force=true)).
+    this run (O(run_id)) still holds it. O(state=released) deletes it (and its continuation
+    parameters), only when this run holds it (or with O(force=true)).
+  - "O(state=heartbeat) keeps this run's lock alive while the deploy runs. Start it once, right
+    after taking the lock, as an asynchronous task (C(async) a little longer than
+    O(heartbeat_max_seconds), C(poll: 0)). Every O(heartbeat_interval) seconds it sets
+    C(expires_at) to now + O(ttl) (never earlier than it was) and C(heartbeat_at) to now, as long
+    as this run holds the lock and the process recorded in it (C(pid), C(pid_started): the deploy's
+    C(ansible-playbook), on this controller) is running. It ends, without failing, when the lock is
+    released (RV(stopped=released)), when another run holds it (RV(stopped=taken_over)), when that
+    process is gone (RV(stopped=process_gone); a killed deploy's lock then expires O(ttl) seconds
+    after the last beat) or after O(heartbeat_max_seconds) (RV(stopped=max_seconds)). A beat that
+    fails on AWS errors (after the client's retries) is tried again at the next interval. With a
+    heartbeat the O(ttl) can be short (a few minutes: a crashed run blocks other controllers that
+    long) while a batch may take longer than the O(ttl)."
+  - "Large data: when the value would exceed the tier's limit (C(Standard) 4096 bytes, C(Advanced)
+    8192, measured on the stored JSON, minus 64 bytes kept free for the heartbeat), the largest
+    values of C(data) (such as C(standby), a list that grows with the batch size, or C(capacity))
+    are moved, largest first until the rest fits, to continuation parameters
+    C(<name>/part-1), C(<name>/part-2)... (same tier, each within its limit, numbered from 1
+    without gaps). A moved value's stored JSON text is cut into consecutive pieces, one per part,
+    and the lock's value keeps, instead of that key of C(data), a top-level C(parts) map
+    C({key: [[part number, part version, digest], ...]}): the parameter version of each part
+    (read with a C(name:version) selector) and the first 12 hex digits of the SHA-256 of its
+    text. Every result gives the data back whole (RV(lock), RV(recovered), RV(holder)); the
+    C(parts) map is never returned. The main value stays within the limit whatever the data: 5,000
+    instance ids take 27 parts and about 1.6 KB of it; the Standard tier holds about 24,000 ids
+    (some 130 parts), the Advanced tier about 100,000; beyond, the module fails before writing
+    anything."
+  - "Writing parts: the parts are written before the lock's value that pins them, and only the
+    parts whose digest changed are written (an update that leaves a value alone writes no part);
+    parts no longer referenced are deleted after the value is written, highest number first. A
+    crash between the two leaves the old value pinning the old versions of its parts, still in
+    their history, so it reads back as it was; the new versions are never seen. Only the run
+    holding the lock writes parts (a lock taken with large data is created without it, then
+    completed); O(state=released) first rewrites the lock without its C(parts) map, then deletes
+    the parts (and any an interrupted run left), then the lock. A part read back whose digest is
+    not the pinned one is looked for in its history; when it cannot be found, taking the lock over
+    needs O(force=true) (the data of that value cannot be returned)."
   - "Race handling: creating the lock is atomic. Taking over an expired or stale lock is a
     read-then-overwrite: SSM has no conditional overwrite, so the module checks that the version
-    its write produced directly follows the version and value it read (parameter history). When
-    two runs take over at the same moment, the one whose write came first wins; the other sees the gap, puts the winner's value
-    back and fails. For the few milliseconds between the loser's write and its restore the value
-    names the loser; a winner's O(state=updated) in that window fails safely (it never
-    overwrites a lock it does not hold). O(state=updated) and O(state=released) have the same
-    short read-then-write window, reachable only when this run's lock had already expired."
-  - Runs on the controller (delegate the task to C(localhost), C(run_once)); supports check mode.
+    its write produced directly follows the version and value it read (version selectors on the
+    parameter history). When two runs take over at the same moment, the one whose write came first
+    wins; the other sees the gap, puts the winner's value back and fails. For the few milliseconds
+    between the loser's write and its restore the value names the loser; a winner's
+    O(state=updated) in that window fails safely (it never overwrites a lock it does not hold)."
+  - "Updates and heartbeats of one run never lose each other's writes: each reads the value and its
+    version, writes, and checks in the history that its write directly followed the value read
+    (copies of its own value in between are retries of its own write). When another write of the
+    same run came in between (the heartbeat beating while the deploy updates), it applies its change
+    again on top of that newer value and writes again, until a write is clean. When another run's
+    write came in between (the lock had expired and was taken over), it puts that value back and
+    fails (O(state=updated)) or stops (O(state=heartbeat)); when the lock was released in between,
+    it deletes the value its write re-created. On one controller these read-modify-write cycles are
+    also serialised by C(flock) on a file in the temp directory, so the repair is only ever needed
+    across controllers."
+  - Runs on the controller (delegate the task to C(localhost), C(run_once)); supports check mode
+    (nothing is written; the heartbeat only checks that it could run).
 version_added: "0.1.0"
 author: ec2-fleet project (!UNKNOWN)
 extends_documentation_fragment:
@@ -51,14 +98,15 @@ options:
     description: Environment name, used to build the default O(name).
     type: str
   state:
-    description: V(acquired), V(updated) or V(released).
+    description: V(acquired), V(updated), V(released) or V(heartbeat).
     type: str
-    choices: [acquired, updated, released]
+    choices: [acquired, updated, released, heartbeat]
     default: acquired
   run_id:
     description:
       - Identifies the deploy run holding the lock. For V(acquired), a new one is generated when
-        omitted (returned as RV(run_id)); V(updated) and V(released) need the one V(acquired) returned.
+        omitted (returned as RV(run_id)); V(updated), V(heartbeat) and V(released) need the one
+        V(acquired) returned.
     type: str
   version:
     description: The version being deployed (recorded for whoever finds the lock held).
@@ -66,14 +114,29 @@ options:
     default: ""
   ttl:
     description:
-      - Seconds until the lock expires and another run may take it over. V(updated) extends the
-        expiry to now + O(ttl).
+      - Seconds until the lock expires and another run may take it over. V(updated) and each beat
+        of V(heartbeat) extend the expiry to now + O(ttl). With a heartbeat, a few minutes (600 with
+        a 60 s O(heartbeat_interval)); without one, longer than any batch takes.
     type: int
     default: 3600
+  heartbeat_interval:
+    description:
+      - With V(heartbeat), seconds between two extensions of the expiry; shorter than O(ttl)
+        (a tenth of it leaves room for several failed beats).
+    type: int
+    default: 60
+  heartbeat_max_seconds:
+    description:
+      - With V(heartbeat), the longest it runs, whatever happens (set the task's C(async) a little
+        above it). After it, the lock expires O(ttl) seconds after the last beat unless the deploy
+        updates it.
+    type: int
+    default: 86400
   data:
     description:
       - Free data stored with the lock. With V(acquired), the initial data; with V(updated), merged
-        into the stored data (top-level keys replaced).
+        into the stored data (top-level keys replaced). Values that do not fit in the lock's value
+        are kept in continuation parameters (see above), transparently.
     type: dict
     default: {}
   owner:
@@ -83,11 +146,14 @@ options:
     description:
       - PID recorded as the holder. Default the outermost C(ansible-playbook) (or C(ansible))
         process above this module, so a killed run is recognised as stale.
+      - With V(heartbeat), the process whose life the heartbeat follows; default the one recorded
+        in the lock (which must then have been taken on this controller).
     type: int
   force:
     description:
-      - V(acquired) takes the lock over even when a live run holds it; V(released) deletes it
-        whoever holds it. For operators clearing a lock by hand.
+      - V(acquired) takes the lock over even when a live run holds it (or when the data of the run
+        it takes over cannot be read back); V(released) deletes it whoever holds it. For operators
+        clearing a lock by hand.
     type: bool
     default: false
   takeover_run_id:
@@ -99,13 +165,22 @@ options:
         as RV(recovered). Fails naming the holder when another run holds the lock.
     type: str
   tier:
-    description: SSM parameter tier; V(Standard) holds up to 4 KB, V(Advanced) up to 8 KB (charged).
+    description:
+      - SSM parameter tier of the lock and its continuation parameters; V(Standard) holds up to
+        4 KB per parameter, V(Advanced) up to 8 KB (charged per parameter and month).
     type: str
     choices: [Standard, Advanced]
     default: Standard
 notes:
-  - Needs C(ssm:GetParameter), C(ssm:PutParameter), C(ssm:DeleteParameter) and
-    C(ssm:GetParameterHistory) on the parameter.
+  - "IAM: C(ssm:GetParameter), C(ssm:PutParameter), C(ssm:DeleteParameter) and
+    C(ssm:GetParameterHistory) on the parameter and on its continuation parameters, for example
+    C(arn:aws:ssm:*:*:parameter/*/deploy-lock) and C(arn:aws:ssm:*:*:parameter/*/deploy-lock/part-*).
+    Version selectors (C(name:3)) need no other action."
+  - "Throttling: every call goes through the client's retries (O(retry_mode), O(max_attempts)).
+    An update writes only the parts whose content changed, one after the other, then the value
+    (one C(PutParameter)) and reads one version back; a beat is one read, one write and one read
+    back. PutParameter's default throughput is low: with very large data, O(retry_mode=adaptive)
+    paces the writes."
 """
 
 EXAMPLES = r"""
@@ -114,17 +189,33 @@ EXAMPLES = r"""
     app: sampleapp
     env: prod
     version: "{{ app_version }}"
-    ttl: 3600
+    ttl: 600
   delegate_to: localhost
   run_once: true
   register: deploy_lock
 
-- name: Remember what this run changed, for crash recovery
+- name: Keep it alive while this deploy runs (stops by itself on release or when the deploy dies)
+  ec2fleet.fleet.deploy_lock:
+    app: sampleapp
+    env: prod
+    state: heartbeat
+    run_id: "{{ deploy_lock.run_id }}"
+    ttl: 600
+    heartbeat_interval: 60
+    heartbeat_max_seconds: 86400
+  async: 86700
+  poll: 0
+  delegate_to: localhost
+  run_once: true
+  changed_when: false
+
+- name: Remember what this run changed, for crash recovery (any size)
   ec2fleet.fleet.deploy_lock:
     app: sampleapp
     env: prod
     state: updated
     run_id: "{{ deploy_lock.run_id }}"
+    ttl: 600
     data:
       suspended: {web: "{{ web_processes.suspended_now }}"}
       standby: ["i-0123456789abcdef0"]
@@ -153,7 +244,9 @@ run_id:
   type: str
   sample: 7d0c2b7e4f1a4f7e9b0b6f1f3c3c2a11
 lock:
-  description: The lock value now stored (in check mode, that would be stored); empty after release.
+  description:
+    - The lock value now stored, with all its data (in check mode, that would be stored); empty
+      after release. With V(heartbeat), the last value it wrote or saw.
   returned: always
   type: dict
   sample: {owner: ops@controller, controller: controller, pid: 4242, version: "2.0.0",
@@ -161,8 +254,8 @@ lock:
            ttl: 3600, run_id: 7d0c2b7e, data: {}}
 recovered:
   description:
-    - The previous holder's value when this call took over an expired or stale lock (or forced),
-      so the playbook can finish that run's cleanup; null otherwise.
+    - The previous holder's value, with all its data, when this call took over an expired or stale
+      lock (or forced), so the playbook can finish that run's cleanup; null otherwise.
   returned: always
   type: dict
   sample: {owner: ops@controller, pid: 4100, data: {standby: [i-0123456789abcdef0]}}
@@ -171,18 +264,66 @@ holder:
   returned: failed
   type: dict
 parameter_version:
-  description: The parameter version after this call (null when absent or in check mode).
+  description: The parameter version after this call (null when absent, in check mode, or with V(heartbeat)).
   returned: always
   type: int
   sample: 3
+parts:
+  description: The continuation parameters the stored value uses (V(acquired), V(updated)).
+  returned: always
+  type: list
+  elements: str
+  sample: [/sampleapp/prod/deploy-lock/part-1, /sampleapp/prod/deploy-lock/part-2]
+parts_written:
+  description: How many continuation parameters this update wrote (those whose content changed).
+  returned: when state is updated and not in check mode
+  type: int
+  sample: 1
+reapplied:
+  description:
+    - How many times a write was applied again on top of a concurrent write of the same run
+      (V(updated), V(heartbeat)).
+  returned: when state is updated or heartbeat
+  type: int
+  sample: 0
+stopped:
+  description:
+    - Why the heartbeat ended. V(released) (the lock is gone), V(taken_over) (another run holds
+      it), V(process_gone) (the deploy's process ended), V(max_seconds), or V(check_mode).
+  returned: when state is heartbeat
+  type: str
+  sample: released
+beats:
+  description: How many times the heartbeat extended the expiry.
+  returned: when state is heartbeat
+  type: int
+  sample: 42
+heartbeat_errors:
+  description: Beats that failed on AWS errors and were tried again at the next interval.
+  returned: when state is heartbeat
+  type: int
+  sample: 0
+last_error:
+  description: The last of those errors.
+  returned: when a beat failed
+  type: str
 """
 
 import getpass
+import hashlib
 import json
 import os
 import socket
+import tempfile
+import time
 import uuid
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - a controller is POSIX; without flock the history check alone protects
+    fcntl = None
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.ec2fleet.fleet.plugins.module_utils.aws import (
@@ -195,17 +336,33 @@ from ansible_collections.ec2fleet.fleet.plugins.module_utils.deploy import Deplo
 
 TIER_LIMITS = {"Standard": 4096, "Advanced": 8192}
 PLAYBOOK_COMMANDS = ("ansible-playbook", "ansible")
+# Continuation parameters: each part is pinned in the main value as [number, version, digest].
+DIGEST_CHARS = 12
+# Bytes the plan keeps free in the main value: the heartbeat's heartbeat_at, part versions growing.
+HEADROOM = 64
+PLACEHOLDER_PART = [999, 99999, "0" * DIGEST_CHARS]
+# A write that keeps meeting concurrent writes of the same run gives up after this many re-applies.
+MAX_REAPPLY = 50
+MISSING_CODES = ("ParameterNotFound", "ParameterVersionNotFound")
 
 
 # --- the holder process ------------------------------------------------------------------------
 
-def _proc_stat(pid):
-    """(parent pid, start time in clock ticks) from /proc, or None."""
+def _proc_fields(pid):
+    """The fields of /proc/<pid>/stat after the command name (state first), or None."""
     try:
         with open(f"/proc/{pid}/stat", encoding="utf-8") as handle:
-            fields = handle.read().rsplit(")", 1)[1].split()
-        return int(fields[1]), fields[19]
+            return handle.read().rsplit(")", 1)[1].split()
     except (OSError, IndexError, ValueError):
+        return None
+
+
+def _proc_stat(pid):
+    """(parent pid, start time in clock ticks) from /proc, or None."""
+    fields = _proc_fields(pid)
+    try:
+        return int(fields[1]), fields[19]
+    except (TypeError, IndexError, ValueError):
         return None
 
 
@@ -258,7 +415,7 @@ def machine_id():
 
 
 def process_alive(pid, started=None):
-    """Is the process that took the lock still running (and not a reused PID)?"""
+    """Is the process that took the lock still running (and not a reused PID, nor a zombie)?"""
     try:
         os.kill(int(pid), 0)
     except ProcessLookupError:
@@ -266,6 +423,9 @@ def process_alive(pid, started=None):
     except PermissionError:
         pass
     except (TypeError, ValueError, OverflowError):
+        return False
+    fields = _proc_fields(pid)
+    if fields and fields[0] in ("Z", "X"):  # exited, not yet reaped by its parent
         return False
     if started:
         now = process_start(pid)
@@ -302,21 +462,26 @@ def judge(holder, run_id, controller, now, alive=process_alive, machine=None):
     expires = parse_time(holder.get("expires_at"))
     if expires is not None and expires <= now:
         return "expired", f"expired at {holder.get('expires_at')}"
-    same_machine = not (machine and holder.get("machine_id")) or holder.get("machine_id") == machine
-    if (holder.get("controller") == controller and same_machine and holder.get("pid") is not None
-            and not alive(holder.get("pid"), holder.get("pid_started"))):
+    if on_this_controller(holder, controller, machine) and holder.get("pid") is not None \
+            and not alive(holder.get("pid"), holder.get("pid_started")):
         return "stale", f"its process {holder.get('pid')} on {controller} is no longer running"
     if expires is None:
         return "held", "it has no readable expiry"
     return "held", "it is held by a live run"
 
 
+def on_this_controller(holder, controller, machine):
+    same_machine = not (machine and holder.get("machine_id")) or holder.get("machine_id") == machine
+    return holder.get("controller") == controller and same_machine
+
+
 def describe_holder(name, holder):
     if not isinstance(holder, dict):
         return f"deploy lock {name} is held (unreadable value: {str(holder)[:200]!r})"
+    beat = f", last heartbeat {holder['heartbeat_at']}" if holder.get("heartbeat_at") else ""
     return (f"deploy lock {name} is held by {holder.get('owner', '?')} (pid {holder.get('pid', '?')} on "
             f"{holder.get('controller', '?')}), deploying version {holder.get('version') or '?'}, "
-            f"started {holder.get('started_at', '?')}, expires {holder.get('expires_at', '?')}, "
+            f"started {holder.get('started_at', '?')}, expires {holder.get('expires_at', '?')}{beat}, "
             f"run {holder.get('run_id', '?')}")
 
 
@@ -344,22 +509,169 @@ def updated_lock(holder, params, now):
     return lock
 
 
+def beaten_lock(holder, ttl, now):
+    """The lock a heartbeat writes: expiry now + ttl (never earlier than it was), heartbeat_at now."""
+    lock = dict(holder)
+    expires = now + timedelta(seconds=ttl)
+    current = parse_time(holder.get("expires_at"))
+    if current is not None and current.tzinfo is not None and current > expires:
+        expires = current
+    lock["expires_at"] = iso(expires)
+    lock["heartbeat_at"] = iso(now)
+    return lock
+
+
+# --- the stored form: a main value and continuation parts ---------------------------------------
+
+def encode_json(value):
+    """The stored text of a value: compact, sorted, ASCII (so characters are bytes)."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def digest(text):
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:DIGEST_CHARS]
+
+
+def cut(text, size):
+    return [text[start:start + size] for start in range(0, len(text), size)] or [text]
+
+
+def valid_refs(refs):
+    """Is ``refs`` a parts map: {key: [[number, version, digest], ...]}?"""
+    if not isinstance(refs, dict):
+        return False
+    for entries in refs.values():
+        if not isinstance(entries, list) or not entries:
+            return False
+        for entry in entries:
+            if not (isinstance(entry, list) and len(entry) == 3 and all(isinstance(x, int) for x in entry[:2])
+                    and isinstance(entry[2], str)):
+                return False
+    return True
+
+
+def ref_order(refs):
+    """The keys of a parts map in the order of their part numbers."""
+    if not valid_refs(refs):
+        return []
+    return [key for key, _entries in sorted(refs.items(), key=lambda item: item[1][0][0])]
+
+
+def part_numbers(refs):
+    if not valid_refs(refs):
+        return set()
+    return {entry[0] for entries in refs.values() for entry in entries}
+
+
+def split_lock(lock, limit, order=()):
+    """How ``lock`` is stored within ``limit`` bytes: ``(main, moved)``.
+
+    When the whole lock fits (with HEADROOM to spare), ``main`` is the lock and ``moved`` is empty.
+    Otherwise the largest values of ``data`` are moved out, one at a time, until the main value with
+    their references fits: ``moved`` lists ``(key, chunks)``, each value's stored JSON text cut into
+    chunks of at most ``limit`` bytes, in part order (keys of ``order`` first, so values already in
+    parts keep their part numbers, then the others by name). None when nothing can make it fit.
+    """
+    budget = limit - HEADROOM
+    if len(encode_json(lock)) <= budget:
+        return lock, []
+    data = dict(lock.get("data") or {})
+    texts = {key: encode_json(value) for key, value in data.items()}
+    moved = []
+    for key in sorted(texts, key=lambda k: (-len(texts[k]), k)):
+        moved.append(key)
+        main = dict(lock, data={k: v for k, v in data.items() if k not in moved})
+        main["parts"] = {k: [PLACEHOLDER_PART] * len(cut(texts[k], limit)) for k in moved}
+        if len(encode_json(main)) <= budget:
+            break
+    else:
+        return None
+    ordered = [k for k in order if k in moved] + sorted(k for k in moved if k not in order)
+    main = dict(lock, data={k: v for k, v in data.items() if k not in moved})
+    return main, [(key, cut(texts[key], limit)) for key in ordered]
+
+
+def strip_refs(lock):
+    """A lock as the caller sees it: without the parts map."""
+    if isinstance(lock, dict) and "parts" in lock:
+        return {k: v for k, v in lock.items() if k != "parts"}
+    return lock
+
+
+# --- local serialisation -----------------------------------------------------------------------
+
+@contextmanager
+def local_mutex(key, timeout=120.0):
+    """Serialise this controller's read-modify-write cycles on one lock (the deploy's updates, its
+    heartbeat, its release) with flock(2) on a file in the temp directory. Best effort: without it
+    (no flock, a file another user owns, the timeout) the parameter-history check still makes every
+    write safe; the mutex only closes the few-millisecond windows that check repairs after the fact.
+    Yields whether the mutex is held."""
+    path = os.path.join(tempfile.gettempdir(),
+                        "ec2fleet-deploy-lock-" + hashlib.sha256(key.encode("utf-8")).hexdigest()[:16] + ".flock")
+    try:
+        handle = os.open(path, os.O_RDONLY | os.O_CREAT, 0o666)
+    except OSError:
+        yield False
+        return
+    try:
+        held, deadline = False, time.monotonic() + timeout
+        while fcntl is not None:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                held = True
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    break
+                time.sleep(0.02)
+            except OSError:
+                break
+        yield held
+    finally:
+        os.close(handle)  # releases the flock
+
+
 # --- SSM -------------------------------------------------------------------------------------
 
 class LockStore:
+    """The lock's parameters: the main one (``name``) and its continuation parts (``name/part-<n>``).
+
+    Every call is a single SSM API call through the module's client (botocore retries throttling
+    with backoff); ``calls`` counts them by operation.
+    """
+
     def __init__(self, aws, name, tier):
         self.aws, self.name, self.tier = aws, name, tier
+        self.limit = TIER_LIMITS[tier]
         self.last_raw = None  # the value exactly as the last read() found it
+        self.calls = {}
+        self.part_writes = 0
 
-    def _fail(self, exc, action):
-        raise DeployError(format_aws_error(exc, action=f"{action} deploy lock {self.name}", where=self.aws.where)) from exc
+    def _count(self, operation):
+        self.calls[operation] = self.calls.get(operation, 0) + 1
+
+    def _fail(self, exc, action, name=None):
+        raise DeployError(format_aws_error(exc, action=f"{action} deploy lock {name or self.name}",
+                                           where=self.aws.where)) from exc
+
+    def part_name(self, number):
+        return f"{self.name}/part-{number}"
+
+    def mutex(self):
+        return local_mutex(f"{self.aws.where}|{self.name}")
+
+    # main value
 
     def read(self):
-        """``(value, version)``; ``(None, None)`` when there is no lock."""
+        """``(value, version)``; ``(None, None)`` when there is no lock. The value as stored: with
+        its ``parts`` map when some data is in continuation parameters (see resolve())."""
+        self._count("get_parameter")
         try:
             parameter = self.aws.client("ssm").get_parameter(Name=self.name)["Parameter"]
         except FLEET_AWS_ERRORS as exc:
             if error_code(exc) == "ParameterNotFound":
+                self.last_raw = None
                 return None, None
             self._fail(exc, "read")
         self.last_raw = parameter["Value"]
@@ -369,60 +681,279 @@ class LockStore:
             value = parameter["Value"]
         return value, parameter["Version"]
 
+    def get_text(self, name):
+        """The value of a parameter (``name`` may carry a ``:version`` selector), or None."""
+        self._count("get_parameter")
+        try:
+            return self.aws.client("ssm").get_parameter(Name=name)["Parameter"]["Value"]
+        except FLEET_AWS_ERRORS as exc:
+            if error_code(exc) in MISSING_CODES:
+                return None
+            self._fail(exc, "read", name)
+
+    def value_at(self, version):
+        """The main value stored at one version (GetParameter with a version selector), or None."""
+        return self.get_text(f"{self.name}:{version}")
+
     def encode(self, lock):
-        text = json.dumps(lock, sort_keys=True, separators=(",", ":"))
-        limit = TIER_LIMITS[self.tier]
-        if len(text.encode("utf-8")) > limit:
-            raise DeployError(f"deploy lock {self.name}: value is {len(text)} bytes, over the {limit}-byte limit "
-                              f"of the {self.tier} tier (keep less in data, or use tier: Advanced)")
+        text = encode_json(lock)
+        if len(text.encode("utf-8")) > self.limit:
+            self._too_large(text)
         return text
+
+    def _too_large(self, text, parts=""):
+        raise DeployError(f"deploy lock {self.name}: value is {len(text)} bytes, over the {self.limit}-byte limit "
+                          f"of the {self.tier} tier{parts} (keep less in data, or use tier: Advanced)")
+
+    def plan(self, lock, order=()):
+        """split_lock() for this tier; DeployError when no split makes the value fit."""
+        plan = split_lock(lock, self.limit, order)
+        if plan is None:
+            self._too_large(encode_json(lock), " even with its largest values in continuation parameters")
+        return plan
+
+    def put(self, name, text, overwrite=True, description=None):
+        """PutParameter; returns the new version, None when creating and it exists."""
+        self._count("put_parameter")
+        extra = {"Description": description} if description else {}
+        try:
+            return self.aws.client("ssm").put_parameter(
+                Name=name, Value=text, Type="String", Overwrite=overwrite, Tier=self.tier, **extra,
+            )["Version"]
+        except FLEET_AWS_ERRORS as exc:
+            if not overwrite and error_code(exc) == "ParameterAlreadyExists":
+                return None
+            self._fail(exc, "write" if overwrite else "create", name)
 
     def create(self, lock):
         """Atomic create; None when the parameter already exists."""
-        try:
-            return self.aws.client("ssm").put_parameter(
-                Name=self.name, Value=self.encode(lock), Type="String", Overwrite=False, Tier=self.tier,
-                Description="ec2-fleet deploy lock",
-            )["Version"]
-        except FLEET_AWS_ERRORS as exc:
-            if error_code(exc) == "ParameterAlreadyExists":
-                return None
-            self._fail(exc, "create")
+        return self.put(self.name, self.encode(lock), overwrite=False, description="ec2-fleet deploy lock")
 
     def overwrite(self, lock):
-        try:
-            return self.aws.client("ssm").put_parameter(
-                Name=self.name, Value=self.encode(lock), Type="String", Overwrite=True, Tier=self.tier,
-            )["Version"]
-        except FLEET_AWS_ERRORS as exc:
-            self._fail(exc, "write")
+        return self.put(self.name, self.encode(lock))
+
+    def write_text(self, text):
+        return self.put(self.name, text)
 
     def restore(self, raw_value):
-        """Put back a value exactly as it was stored (after losing a takeover race)."""
-        try:
-            self.aws.client("ssm").put_parameter(Name=self.name, Value=raw_value, Type="String",
-                                                 Overwrite=True, Tier=self.tier)
-        except FLEET_AWS_ERRORS as exc:
-            self._fail(exc, "restore")
+        """Put back a value exactly as it was stored (after losing a race)."""
+        self.put(self.name, raw_value)
 
-    def version_value(self, version):
-        """The value stored at one version (from the parameter history), or None."""
+    def version_value(self, version, name=None):
+        """The value stored at one version, from the parameter history (GetParameterHistory), or None."""
+        return next((item["Value"] for item in self.history(name) if item["Version"] == version), None)
+
+    def history(self, name=None):
+        name = name or self.name
+        items = []
         try:
-            pages = self.aws.client("ssm").get_paginator("get_parameter_history").paginate(Name=self.name)
+            pages = self.aws.client("ssm").get_paginator("get_parameter_history").paginate(
+                Name=name, PaginationConfig={"PageSize": 50})
             for page in pages:
-                for item in page["Parameters"]:
-                    if item["Version"] == version:
-                        return item["Value"]
+                self._count("get_parameter_history")
+                items.extend(page["Parameters"])
         except FLEET_AWS_ERRORS as exc:
-            self._fail(exc, "read the history of")
-        return None
+            if error_code(exc) in MISSING_CODES:
+                return []
+            self._fail(exc, "read the history of", name)
+        return items
 
-    def delete(self):
+    def delete(self, name=None):
+        """DeleteParameter; False when it was not there."""
+        self._count("delete_parameter")
         try:
-            self.aws.client("ssm").delete_parameter(Name=self.name)
+            self.aws.client("ssm").delete_parameter(Name=name or self.name)
         except FLEET_AWS_ERRORS as exc:
             if error_code(exc) != "ParameterNotFound":
-                self._fail(exc, "delete")
+                self._fail(exc, "delete", name)
+            return False
+        return True
+
+    def follows(self, written, version, raw, ours):
+        """Did our write (version ``written``, text ``ours``) directly follow the value we built it on
+        (``version``, ``raw``)? Reads the versions before ours (version selectors on the history):
+
+        * ``("clean", None)``: it did; copies of ``ours`` in between are retries of our own write
+          (a PutParameter whose answer was lost and that botocore sent again);
+        * ``("between", text)``: another write came in between; ``text`` is the latest of them,
+          the value our write replaced;
+        * ``("deleted", None)``: the lock was deleted since we read it and our write created it afresh.
+        """
+        at = written - 1
+        while at >= 1:
+            text = self.value_at(at)
+            if at == version and text == raw:
+                return "clean", None
+            if text is None:
+                raise DeployError(f"deploy lock {self.name}: version {at} is missing from its history; "
+                                  f"cannot tell whether a concurrent write was lost")
+            if text != ours:
+                return "between", text
+            at -= 1
+        return "deleted", None
+
+    def remove_if_current(self, written):
+        """Delete our write when it is still the current value (the lock had been released)."""
+        _value, current = self.read()
+        if current == written:
+            self.delete()
+
+    def restore_if_current(self, written, raw_value):
+        _value, current = self.read()
+        if current == written:
+            self.restore(raw_value)
+
+    # continuation parts
+
+    def read_part(self, number, version, sha):
+        """One part's text, checked against its digest: the pinned version, else the latest, else any
+        version of its history with that digest; None when none has it."""
+        name = self.part_name(number)
+        for candidate in (f"{name}:{version}", name):
+            text = self.get_text(candidate)
+            if text is not None and digest(text) == sha:
+                return text
+        return next((item["Value"] for item in reversed(self.history(name)) if digest(item["Value"]) == sha), None)
+
+    def resolve(self, holder, skip=()):
+        """``(lock, unreadable)``: the lock with the values kept in parts read back into ``data``
+        (except the keys in ``skip``, left out) and without its parts map; ``unreadable`` names the
+        keys whose parts are missing or damaged."""
+        if not isinstance(holder, dict) or "parts" not in holder:
+            return holder, []
+        refs = holder["parts"]
+        lock = strip_refs(holder)
+        data = dict(lock.get("data") or {})
+        if not valid_refs(refs):
+            return dict(lock, data=data), ["parts"]
+        unreadable = []
+        for key in ref_order(refs):
+            if key in skip:
+                continue
+            texts = [self.read_part(*entry) for entry in refs[key]]
+            try:
+                if None in texts:
+                    raise ValueError(key)
+                data[key] = json.loads("".join(texts))
+            except ValueError:
+                unreadable.append(key)
+        return dict(lock, data=data), unreadable
+
+    def write_parts(self, moved, previous, pinned):
+        """Write the parts of ``moved`` (split_lock()) and return the parts map pinning them.
+
+        A part whose digest is that of the part with the same number in ``previous`` (the parts map
+        the write replaces), or of one this call already wrote (``pinned``: {(number, digest):
+        version}), is not written again: only parts whose content changed cost a PutParameter.
+        """
+        old = {}
+        if valid_refs(previous):
+            old = {(entry[0], entry[2]): entry[1] for entries in previous.values() for entry in entries}
+        refs, number = {}, 0
+        for key, chunks in moved:
+            entries = []
+            for text in chunks:
+                number += 1
+                sha = digest(text)
+                version = old.get((number, sha)) or pinned.get((number, sha))
+                if version is None:
+                    version = self.put(self.part_name(number), text,
+                                       description=f"ec2-fleet deploy lock part of {self.name}")
+                    self.part_writes += 1
+                    pinned[(number, sha)] = version
+                entries.append([number, version, sha])
+            refs[key] = entries
+        return refs
+
+    def delete_parts(self, numbers):
+        """Delete parts, highest number first (a crash midway leaves a contiguous run from 1)."""
+        for number in sorted(numbers, reverse=True):
+            self.delete(self.part_name(number))
+
+    def delete_all_parts(self, known):
+        """Delete every part: the numbers in ``known`` and any beyond them left by an interrupted run
+        (parts are numbered from 1 without gaps: probe upwards until one is missing)."""
+        top = max(known, default=0)
+        while self.get_text(self.part_name(top + 1)) is not None:
+            top += 1
+        self.delete_parts(set(known) | set(range(1, top + 1)))
+
+
+# --- writing over the lock this run holds -------------------------------------------------------
+
+def holder_write(store, run_id, source, version, raw, build, deadline=None):
+    """Write ``build(source)`` over the lock run ``run_id`` holds (``source``, read at ``version`` as
+    ``raw``), so that no concurrent write of the same run (the deploy's updates, its heartbeat) is
+    lost, and a lock another run took over meanwhile is put back.
+
+    ``build(source)`` returns ``(value, text)`` to write. After the write, the parameter history
+    says whether it directly followed ``raw``. When another write of this run came in between,
+    ``build`` is applied again on top of that newer value and written over ours, and so on until a
+    write is clean (at most MAX_REAPPLY times, and not past ``deadline``, a time.monotonic()).
+
+    Returns ``(outcome, value, version, reapplied)``: outcome ``written`` (value and version are
+    ours), ``released`` (the lock was deleted meanwhile: our write, which re-created it, is deleted
+    again) or ``taken_over`` (value is the other run's lock, put back).
+    """
+    for reapplied in range(MAX_REAPPLY):
+        value, text = build(source)
+        written = store.write_text(text)
+        outcome, newer = store.follows(written, version, raw, text)
+        if outcome == "clean":
+            return "written", value, written, reapplied
+        if outcome == "deleted":
+            store.remove_if_current(written)
+            return "released", None, None, reapplied
+        try:
+            base = json.loads(newer)
+        except ValueError:
+            base = newer
+        if not isinstance(base, dict) or base.get("run_id") != run_id:
+            store.restore_if_current(written, newer)
+            return "taken_over", base, None, reapplied
+        source, version, raw = base, written, text
+        if deadline is not None and time.monotonic() >= deadline:
+            break
+    raise DeployError(f"deploy lock {store.name}: concurrent writes kept replacing this write "
+                      f"({MAX_REAPPLY} attempts); it may be lost, run again")
+
+
+def parts_builder(store, lock_of, pinned, seen):
+    """``build`` for holder_write() when the data may need parts: ``lock_of(source)`` is the full
+    lock to store (data read back from parts); its large values are written to parts (only the
+    changed ones) and the main value pins them. ``seen`` collects every part number referenced
+    by a value this write replaces (so parts no longer used can be deleted after)."""
+    def build(source):
+        previous = source.get("parts") if isinstance(source, dict) else None
+        seen.update(part_numbers(previous))
+        full = lock_of(source)
+        main, moved = store.plan(full, ref_order(previous))
+        refs = store.write_parts(moved, previous, pinned)
+        stored = dict(main, parts=refs) if refs else main
+        build.full, build.refs = full, refs
+        return stored, store.encode(stored)
+    build.full, build.refs = None, {}
+    return build
+
+
+def store_data(store, run_id, source, version, raw, lock_of):
+    """Write the full lock ``lock_of(source)`` (parts first, then the main value, then the parts no
+    longer referenced deleted). Returns (outcome, full lock or other holder, version, reapplied, refs)."""
+    pinned, seen = {}, set()
+    build = parts_builder(store, lock_of, pinned, seen)
+    outcome, value, written, reapplied = holder_write(store, run_id, source, version, raw, build)
+    if outcome != "written":
+        return outcome, value, written, reapplied, {}
+    # Parts the replaced values referenced, or that an earlier attempt of this write wrote, and the
+    # value now stored does not use.
+    unused = (seen | {number for number, _sha in pinned}) - part_numbers(build.refs)
+    if unused:
+        store.delete_parts(unused)
+    return outcome, build.full, written, reapplied, build.refs
+
+
+def part_names(store, refs):
+    return [store.part_name(n) for n in sorted(part_numbers(refs))]
 
 
 # --- states ----------------------------------------------------------------------------------
@@ -433,22 +964,33 @@ def acquire(module, store, now):
     run_id = params["run_id"] or uuid.uuid4().hex
     pid = params["pid"] or controller_process()
     lock = new_lock(params, run_id, controller, pid, now)
-    result = dict(name=store.name, run_id=run_id, lock=lock, recovered=None, parameter_version=None)
+    # A lock whose data needs parts is first written without the moved values, and completed once
+    # this run holds it: only the holder ever writes parts.
+    seed, moved = store.plan(lock)
+    result = dict(name=store.name, run_id=run_id, lock=lock, recovered=None, parameter_version=None, parts=[])
 
-    holder, version = store.read()
-    if holder is None:
+    stored, version = store.read()
+    if stored is None:
         if module.check_mode:
             return dict(result, changed=True, msg=f"would acquire deploy lock {store.name}")
-        created = store.create(lock)
+        created = store.create(seed)
         if created is not None:
-            return dict(result, changed=True, parameter_version=created, msg=f"acquired deploy lock {store.name}")
-        holder, version = store.read()  # someone created it between our read and our create
-        if holder is None:
+            return complete(store, result, seed, created, moved, lock, set(),
+                            changed=True, msg=f"acquired deploy lock {store.name}")
+        stored, version = store.read()  # someone created it between our read and our create
+        if stored is None:
             raise DeployError(f"deploy lock {store.name} appeared and vanished while acquiring it; run again")
+    read_raw = store.last_raw
+    holder, unreadable = store.resolve(stored)
 
-    verdict, reason = judge(holder, params["run_id"], controller, now, machine=machine_id())
+    verdict, reason = judge(holder, run_id, controller, now, machine=machine_id())
     if verdict == "ours":
+        if not params["run_id"]:
+            # Our own create, sent again by a retry after its answer was lost: acquired all the same.
+            return complete(store, result, seed, version, moved, lock, set(), changed=True,
+                            msg=f"acquired deploy lock {store.name}")
         return dict(result, changed=False, lock=holder, parameter_version=version,
+                    parts=part_names(store, stored.get("parts")),
                     msg=f"deploy lock {store.name} already held by this run")
     takeover = params.get("takeover_run_id")
     if takeover and holder.get("run_id") != takeover:
@@ -461,68 +1003,227 @@ def acquire(module, store, now):
                          holder=holder, name=store.name, run_id=run_id, recovered=None)
     if verdict == "held":
         reason = "forced"
+    if unreadable and not params["force"]:
+        raise DeployError(describe_holder(store.name, holder) + f"; it may be taken over ({reason}), but the data of "
+                          f"{', '.join(unreadable)} in its continuation parameters {store.name}/part-* cannot be "
+                          f"read back, so that run cannot be cleaned up after: check them, then take the lock "
+                          f"over with force: true")
     msg = (f"took over deploy lock {store.name} from {describe_holder(store.name, holder).split(' is held by ', 1)[-1]}"
            f" ({reason}); finish that run's cleanup from 'recovered'")
+    if unreadable:
+        module.warn(f"the recovered data of {', '.join(unreadable)} could not be read back (forced)")
     if module.check_mode:
         return dict(result, changed=True, recovered=holder, msg="would have " + msg)
-    read_raw = store.last_raw
-    written = store.overwrite(lock)
+    written = store.overwrite(seed)
     # Ours only if our write directly follows the very value we judged (same version number and
-    # same content: a delete and re-create in between restarts the numbering).
-    # Version 1: the lock was released since we read it and our write created it afresh.
-    predecessor = store.version_value(written - 1) if written > 1 else None
-    if written > 1 and (written != version + 1 or predecessor != read_raw):
+    # same content: a delete and re-create in between restarts the numbering); copies of our value
+    # right before ours are our own write sent again by a retry.
+    # "deleted": the lock was released since we read it and our write created it afresh.
+    outcome, _newer = store.follows(written, version, read_raw, store.encode(seed))
+    if outcome == "between":
         # Someone else wrote between our read and our write: the first writer after the value we
         # read wins. Put its value back over ours (unless yet another write followed) and give up.
-        winner = store.version_value(version + 1) if written > version + 1 else predecessor
+        ours = store.encode(seed)
+        later = [text for text in (store.value_at(v) for v in range(version + 1, written)) if text != ours]
+        winner = later[0] if later else _newer
         _current, now_version = store.read()
         if winner is not None and now_version == written:
             store.restore(winner)
         raise DeployError(f"deploy lock {store.name}: another run took it over at the same moment; "
                           f"it holds the lock now, run again to see who")
-    return dict(result, changed=True, recovered=holder, parameter_version=written, msg=msg)
+    # The run taken over may have left parts: those this lock does not reuse are deleted below.
+    return complete(store, dict(result, recovered=holder), seed, written, moved, lock,
+                    part_numbers(stored.get("parts")), changed=True, msg=msg)
+
+
+def complete(store, result, seed, version, moved, lock, leftover, **fields):
+    """After this run took the lock with ``seed``: write the values that need parts, then delete the
+    parts of ``leftover`` (the previous holder's) this lock does not use."""
+    refs = {}
+    if moved:
+        outcome, _value, version, _reapplied, refs = store_data(
+            store, lock["run_id"], seed, version, store.encode(seed), lambda _source: lock)
+        if outcome != "written":
+            raise DeployError(f"deploy lock {store.name} was {outcome.replace('_', ' ')} while this run was "
+                              f"writing its data; this run does not hold it")
+    unused = set(leftover) - part_numbers(refs)
+    if unused:
+        store.delete_parts(unused)
+    return dict(result, parameter_version=version, parts=part_names(store, refs), **fields)
 
 
 def update(module, store, now):
     params = module.params
-    holder, version = store.read()
     base = dict(name=store.name, run_id=params["run_id"], recovered=None)
-    if holder is None:
-        raise DeployError(f"deploy lock {store.name} is not held by anyone (it was released or never taken); "
-                          f"not updating it")
-    if not isinstance(holder, dict) or holder.get("run_id") != params["run_id"]:
-        raise DeployError(describe_holder(store.name, holder) + f", not by run {params['run_id']}; not updating it")
-    lock = updated_lock(holder, params, now)
-    if module.check_mode:
-        return dict(base, changed=True, lock=lock, parameter_version=None, msg=f"would update deploy lock {store.name}")
-    written = store.overwrite(lock)
-    if written != version + 1:
-        raise DeployError(f"deploy lock {store.name} changed while this run was updating it (expired and "
-                          f"taken over?); this run may no longer hold it")
-    return dict(base, changed=True, lock=lock, parameter_version=written, msg=f"updated deploy lock {store.name}")
+    with store.mutex():
+        stored, version = store.read()
+        raw = store.last_raw
+        if stored is None:
+            raise DeployError(f"deploy lock {store.name} is not held by anyone (it was released or never taken); "
+                              f"not updating it")
+        if not isinstance(stored, dict) or stored.get("run_id") != params["run_id"]:
+            holder, _unreadable = store.resolve(stored)
+            raise DeployError(describe_holder(store.name, holder) + f", not by run {params['run_id']}; not updating it")
+        replaced = set(params["data"] or {})
+
+        def lock_of(source):
+            """The full updated lock: the values of data this update does not replace are read back
+            from their parts (once per distinct value)."""
+            holder, unreadable = store.resolve(source, skip=replaced)
+            if unreadable:
+                raise DeployError(f"deploy lock {store.name}: the data of {', '.join(unreadable)} in its continuation "
+                                  f"parameters cannot be read back; not updating it")
+            return updated_lock(holder, params, now)
+
+        if module.check_mode:
+            lock = lock_of(stored)
+            return dict(base, changed=True, lock=lock, parameter_version=None, parts=[],
+                        msg=f"would update deploy lock {store.name}")
+        before = store.part_writes
+        outcome, lock, written, reapplied, refs = store_data(store, params["run_id"], stored, version, raw, lock_of)
+    if outcome == "released":
+        raise DeployError(f"deploy lock {store.name} was released while this run was updating it; not updating it")
+    if outcome == "taken_over":
+        raise DeployError(describe_holder(store.name, lock) + f" since this run read it (expired and taken over?); "
+                          f"run {params['run_id']} no longer holds it, not updating it")
+    return dict(base, changed=True, lock=lock, parameter_version=written, parts=part_names(store, refs),
+                parts_written=store.part_writes - before, reapplied=reapplied, msg=f"updated deploy lock {store.name}")
 
 
 def release(module, store):
     params = module.params
-    holder, _version = store.read()
-    base = dict(name=store.name, run_id=params["run_id"], recovered=None, lock={}, parameter_version=None)
-    if holder is None:
-        return dict(base, changed=False, msg=f"deploy lock {store.name} is not held")
-    ours = isinstance(holder, dict) and params["run_id"] and holder.get("run_id") == params["run_id"]
-    if not ours and not params["force"]:
-        raise DeployError(describe_holder(store.name, holder) + f", not by run {params['run_id']}; not releasing it")
-    if not module.check_mode:
-        store.delete()
+    base = dict(name=store.name, run_id=params["run_id"], recovered=None, lock={}, parameter_version=None, parts=[])
+    with store.mutex():
+        stored, version = store.read()
+        if stored is None:
+            return dict(base, changed=False, msg=f"deploy lock {store.name} is not held")
+        ours = isinstance(stored, dict) and params["run_id"] and stored.get("run_id") == params["run_id"]
+        if not ours and not params["force"]:
+            holder, _unreadable = store.resolve(stored)
+            raise DeployError(describe_holder(store.name, holder)
+                              + f", not by run {params['run_id']}; not releasing it")
+        recovered = None if ours else store.resolve(stored)[0]
+        if not module.check_mode:
+            refs = stored.get("parts") if isinstance(stored, dict) else None
+            if refs:
+                # Drop the references first, so a crash midway never leaves the lock naming a part
+                # already deleted; then the parts (and any an interrupted run left), then the lock.
+                outcome, _value, _written, _reapplied = holder_write(
+                    store, stored.get("run_id"), stored, version, store.last_raw,
+                    lambda source: (strip_refs(source), store.encode(strip_refs(source))))
+                if outcome == "taken_over":
+                    raise DeployError(f"deploy lock {store.name} was taken over while releasing it; not releasing it")
+            store.delete_all_parts(part_numbers(refs))
+            store.delete()
     verb = "would release" if module.check_mode else "released"
-    return dict(base, changed=True, recovered=None if ours else holder,
+    return dict(base, changed=True, recovered=recovered,
                 msg=f"{verb} deploy lock {store.name}" + ("" if ours else " (forced)"))
+
+
+def extend(store, run_id, ttl, deadline=None, clock=None):
+    """One heartbeat: push the expiry of the lock ``run_id`` holds to now + ``ttl``, without losing a
+    concurrent write of the same run (see holder_write()). Returns ``(outcome, value, reapplied)``:
+    outcome ``extended``, ``released`` or ``taken_over`` (value: the other run's lock)."""
+    clock = clock or (lambda: datetime.now(timezone.utc))
+    with store.mutex():
+        stored, version = store.read()
+        if stored is None:
+            return "released", None, 0
+        if not isinstance(stored, dict) or stored.get("run_id") != run_id:
+            return "taken_over", stored, 0
+
+        def build(source):
+            lock = beaten_lock(source, ttl, clock())  # the parts map, if any, is kept as it is
+            return lock, store.encode(lock)
+
+        outcome, value, _written, reapplied = holder_write(store, run_id, stored, version, store.last_raw, build,
+                                                           deadline)
+    return ("extended" if outcome == "written" else outcome), value, reapplied
+
+
+def heartbeat(module, store, sleep=time.sleep, monotonic=time.monotonic):
+    """Keep this run's lock alive every heartbeat_interval seconds while its process lives."""
+    params = module.params
+    run_id, ttl, interval = params["run_id"], params["ttl"], params["heartbeat_interval"]
+    base = dict(name=store.name, run_id=run_id, recovered=None, parameter_version=None, parts=[],
+                beats=0, reapplied=0, heartbeat_errors=0)
+    stored, _version = store.read()
+    if stored is None:
+        return dict(base, changed=False, stopped="released", lock={},
+                    msg=f"deploy lock {store.name} is not held (released): no heartbeat")
+    if not isinstance(stored, dict) or stored.get("run_id") != run_id:
+        return dict(base, changed=False, stopped="taken_over", lock=strip_refs(stored),
+                    msg=describe_holder(store.name, stored) + f", not by run {run_id}: no heartbeat")
+    controller = socket.gethostname()
+    if params["pid"]:
+        pid, started = params["pid"], process_start(params["pid"])
+    elif on_this_controller(stored, controller, machine_id()) and stored.get("pid") is not None:
+        pid, started = stored["pid"], stored.get("pid_started")
+    else:
+        raise DeployError(f"deploy lock {store.name} was taken on {stored.get('controller', '?')} (pid "
+                          f"{stored.get('pid', '?')}): its heartbeat must run there (or name the process to follow "
+                          f"with pid)")
+    if module.check_mode:
+        return dict(base, changed=False, stopped="check_mode", lock=strip_refs(stored),
+                    msg=f"would keep deploy lock {store.name} alive while process {pid} runs")
+
+    start = monotonic()
+    deadline = start + params["heartbeat_max_seconds"]
+    beats = reapplied = errors = 0
+    last_error, stopped, value = None, None, strip_refs(stored)
+    next_beat = start + interval
+    while stopped is None:
+        # Wait for the next beat, watching the process (a beat never follows its death).
+        while stopped is None:
+            if not process_alive(pid, started):
+                stopped = "process_gone"
+            elif monotonic() >= deadline:
+                stopped = "max_seconds"
+            elif monotonic() >= next_beat:
+                break
+            else:
+                sleep(max(0.0, min(1.0, next_beat - monotonic(), deadline - monotonic())))
+        if stopped:
+            break
+        next_beat += interval
+        if next_beat <= monotonic():  # a slow beat: do not fire the missed ones in a burst
+            next_beat = monotonic() + interval
+        try:
+            outcome, value, again = extend(store, run_id, ttl, deadline)
+        except DeployError as exc:  # AWS down longer than botocore's retries: try again next beat
+            errors, last_error = errors + 1, str(exc)
+            continue
+        reapplied += again
+        if outcome == "extended":
+            beats += 1
+        else:
+            stopped = outcome
+    reasons = {
+        "released": "the lock was released",
+        "taken_over": "the lock is held by another run (taken over)",
+        "process_gone": f"process {pid} is no longer running: the lock expires {ttl} s after the last beat",
+        "max_seconds": f"heartbeat_max_seconds ({params['heartbeat_max_seconds']}) reached",
+    }
+    if stopped == "released":
+        value = {}
+    elif isinstance(value, dict) and "parts" in value:
+        try:
+            value = store.resolve(value)[0]
+        except DeployError:
+            value = strip_refs(value)
+    result = dict(base, changed=beats > 0, stopped=stopped, beats=beats, reapplied=reapplied, heartbeat_errors=errors,
+                  lock=value,
+                  msg=f"kept deploy lock {store.name} alive ({beats} beats); stopped: {reasons[stopped]}")
+    if last_error:
+        result["last_error"] = last_error
+    return result
 
 
 ARGUMENT_SPEC = argument_spec(
     name={"type": "str"},
     app={"type": "str"},
     env={"type": "str"},
-    state={"type": "str", "choices": ["acquired", "updated", "released"], "default": "acquired"},
+    state={"type": "str", "choices": ["acquired", "updated", "released", "heartbeat"], "default": "acquired"},
     run_id={"type": "str"},
     version={"type": "str", "default": ""},
     ttl={"type": "int", "default": 3600},
@@ -532,6 +1233,8 @@ ARGUMENT_SPEC = argument_spec(
     force={"type": "bool", "default": False},
     takeover_run_id={"type": "str"},
     tier={"type": "str", "choices": ["Standard", "Advanced"], "default": "Standard"},
+    heartbeat_interval={"type": "int", "default": 60},
+    heartbeat_max_seconds={"type": "int", "default": 86400},
 )
 
 
@@ -540,7 +1243,7 @@ def main():
         argument_spec=ARGUMENT_SPEC,
         required_one_of=[("name", "app")],
         required_together=[("app", "env")],
-        required_if=[("state", "updated", ("run_id",))],
+        required_if=[("state", "updated", ("run_id",)), ("state", "heartbeat", ("run_id",))],
         supports_check_mode=True,
     )
     params = module.params
@@ -548,6 +1251,11 @@ def main():
         module.fail_json(msg=f"ttl must be a positive number of seconds, got {params['ttl']}")
     if params["state"] == "released" and not params["run_id"] and not params["force"]:
         module.fail_json(msg="state=released needs the run_id that acquired the lock (or force: true)")
+    if params["state"] == "heartbeat" and not 0 < params["heartbeat_interval"] < params["ttl"]:
+        module.fail_json(msg=f"heartbeat_interval must be positive and shorter than ttl ({params['ttl']} s), "
+                             f"got {params['heartbeat_interval']}")
+    if params["heartbeat_max_seconds"] <= 0:
+        module.fail_json(msg=f"heartbeat_max_seconds must be positive, got {params['heartbeat_max_seconds']}")
     name = params["name"] or f"/{params['app']}/{params['env']}/deploy-lock"
     try:
         store = LockStore(AwsCalls(params), name, params["tier"])
@@ -556,6 +1264,8 @@ def main():
             result = acquire(module, store, now)
         elif params["state"] == "updated":
             result = update(module, store, now)
+        elif params["state"] == "heartbeat":
+            result = heartbeat(module, store)
         else:
             result = release(module, store)
     except DeployError as exc:
