@@ -229,6 +229,7 @@ def test_defaults_through_ansible_as_strings_from_extra_vars(tmp_path):
         assert result["settings"] == {
             "app_version": "2.0.0", "deploy_target": "role_web", "deploy_canary": 0, "deploy_batch_size": 2,
             "deploy_max_az_share": "50%", "deploy_min_healthy": "50%", "deploy_capacity": "auto",
+            "deploy_lifecycle_hooks": "complete",
             "deploy_max_fail_percentage": 0, "deploy_force": True, "deploy_lock_ttl": 7200,
             "deploy_standby_timeout": 600, "deploy_health_timeout": 600, "deploy_poll_interval": 2,
             "deploy_suspend_processes": ["AZRebalance", "HealthCheck"], "deploy_keep_releases": 3,

@@ -85,6 +85,12 @@ options:
         or V(none) (case does not matter).
     type: raw
     default: auto
+  deploy_lifecycle_hooks:
+    description:
+      - What the deploy does with launch lifecycle hooks that ExitStandby runs, V(complete) or
+        V(heartbeat) (case does not matter).
+    type: raw
+    default: complete
   deploy_max_fail_percentage:
     description:
       - Share of hosts that may fail before the rollout stops, a whole number from 0 to 100 (V(10%) reads as 10).
@@ -97,7 +103,7 @@ options:
   deploy_lock_ttl:
     description: Seconds the deploy lock lives, at least 60.
     type: raw
-    default: 3600
+    default: 600
   deploy_standby_timeout:
     description: Seconds to wait for Standby and drain, at least 1.
     type: raw
@@ -142,6 +148,7 @@ EXAMPLES = r"""
     deploy_max_az_share: "{{ deploy_max_az_share }}"
     deploy_min_healthy: "{{ deploy_min_healthy | default(omit) }}"
     deploy_capacity: "{{ deploy_capacity | default(omit) }}"
+    deploy_lifecycle_hooks: "{{ deploy_lifecycle_hooks | default(omit) }}"
     deploy_max_fail_percentage: "{{ deploy_max_fail_percentage }}"
     deploy_force: "{{ deploy_force }}"
     deploy_lock_ttl: "{{ deploy_lock_ttl }}"
@@ -174,9 +181,10 @@ settings:
     deploy_max_az_share: "50%"
     deploy_min_healthy: "50%"
     deploy_capacity: auto
+    deploy_lifecycle_hooks: complete
     deploy_max_fail_percentage: 0
     deploy_force: false
-    deploy_lock_ttl: 3600
+    deploy_lock_ttl: 600
     deploy_standby_timeout: 600
     deploy_health_timeout: 600
     deploy_poll_interval: 2
@@ -216,6 +224,7 @@ REFUSED_PROCESSES = {
 }
 SUSPENDABLE = tuple(p for p in PROCESSES if p not in REFUSED_PROCESSES)
 CAPACITY_MODES = ("auto", "reduce", "surge", "none")
+LIFECYCLE_HOOK_MODES = ("complete", "heartbeat")
 VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")
 INTEGER = re.compile(r"[+-]?[0-9]+")
 PERCENT = re.compile(r"([0-9]+)\s*%")
@@ -231,9 +240,10 @@ DEFAULTS = {
     "deploy_max_az_share": "50%",
     "deploy_min_healthy": "50%",
     "deploy_capacity": "auto",
+    "deploy_lifecycle_hooks": "complete",
     "deploy_max_fail_percentage": 0,
     "deploy_force": False,
-    "deploy_lock_ttl": 3600,
+    "deploy_lock_ttl": 600,
     "deploy_standby_timeout": 600,
     "deploy_health_timeout": 600,
     "deploy_poll_interval": 2,
@@ -400,6 +410,7 @@ def checks(params):
          lambda v: amount(v, 0, 0, 99, "an instance count of 0 or more or a percentage of desired capacity from "
                                        "0% to 99% (like 2 or 75%)")),
         ("deploy_capacity", params["deploy_capacity"], lambda v: choice(v, CAPACITY_MODES)),
+        ("deploy_lifecycle_hooks", params["deploy_lifecycle_hooks"], lambda v: choice(v, LIFECYCLE_HOOK_MODES)),
         ("deploy_max_fail_percentage", params["deploy_max_fail_percentage"],
          lambda v: percentage(v, "a whole percentage from 0 to 100 (0: the first failure stops the rollout)")),
         ("deploy_force", params["deploy_force"], flag),
