@@ -40,6 +40,18 @@ def argument_spec(**module_options):
     return spec
 
 
+def run_module(run, spec, **module_kwargs):
+    """The main() of a deploy module: parse the arguments (check mode supported), return what
+    ``run(module)`` returns, or fail with a DeployError's one line."""
+    from ansible.module_utils.basic import AnsibleModule
+
+    module = AnsibleModule(argument_spec=spec, supports_check_mode=True, **module_kwargs)
+    try:
+        module.exit_json(**run(module))
+    except DeployError as exc:
+        module.fail_json(msg=str(exc))
+
+
 # --- Auto Scaling -----------------------------------------------------------------------------
 
 def describe_asg(aws, name):

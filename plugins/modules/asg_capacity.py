@@ -115,7 +115,6 @@ waited_seconds:
 
 import time
 
-from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.ec2fleet.fleet.plugins.module_utils.aws import AwsCalls
 from ansible_collections.ec2fleet.fleet.plugins.module_utils.deploy import (
     HEALTHY,
@@ -123,6 +122,7 @@ from ansible_collections.ec2fleet.fleet.plugins.module_utils.deploy import (
     DeployError,
     argument_spec,
     describe_asg,
+    run_module,
     summarize,
     targets_by_instance,
     tg_name,
@@ -227,11 +227,7 @@ ARGUMENT_SPEC = argument_spec(
 
 
 def main():
-    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
-    try:
-        module.exit_json(**run(module))
-    except DeployError as exc:
-        module.fail_json(msg=str(exc))
+    run_module(run, ARGUMENT_SPEC)
 
 
 if __name__ == "__main__":

@@ -87,9 +87,12 @@ suspended:
   sample: [AZRebalance, AlarmNotification, ReplaceUnhealthy, ScheduledActions]
 """
 
-from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.ec2fleet.fleet.plugins.module_utils.aws import AwsCalls
-from ansible_collections.ec2fleet.fleet.plugins.module_utils.deploy import DeployError, argument_spec, describe_asg
+from ansible_collections.ec2fleet.fleet.plugins.module_utils.deploy import (
+    argument_spec,
+    describe_asg,
+    run_module,
+)
 
 ALL_PROCESSES = ["Launch", "Terminate", "AddToLoadBalancer", "AlarmNotification", "AZRebalance",
                  "HealthCheck", "InstanceRefresh", "ReplaceUnhealthy", "ScheduledActions"]
@@ -138,14 +141,7 @@ ARGUMENT_SPEC = argument_spec(
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=ARGUMENT_SPEC,
-        supports_check_mode=True,
-    )
-    try:
-        module.exit_json(**run(module))
-    except DeployError as exc:
-        module.fail_json(msg=str(exc))
+    run_module(run, ARGUMENT_SPEC)
 
 
 if __name__ == "__main__":

@@ -151,7 +151,6 @@ desired_capacity:
 
 import time
 
-from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.ec2fleet.fleet.plugins.module_utils.aws import AwsCalls
 from ansible_collections.ec2fleet.fleet.plugins.module_utils.deploy import (
     ENTERING_STANDBY,
@@ -166,6 +165,7 @@ from ansible_collections.ec2fleet.fleet.plugins.module_utils.deploy import (
     deregistration_delay,
     describe_asg,
     require_ec2_instance,
+    run_module,
     target_states,
     wait_for_lifecycle,
     wait_for_targets,
@@ -349,14 +349,7 @@ ARGUMENT_SPEC = argument_spec(
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=ARGUMENT_SPEC,
-        supports_check_mode=True,
-    )
-    try:
-        module.exit_json(**run(module))
-    except DeployError as exc:
-        module.fail_json(msg=str(exc))
+    run_module(run, ARGUMENT_SPEC)
 
 
 if __name__ == "__main__":

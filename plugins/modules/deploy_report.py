@@ -105,6 +105,7 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.ec2fleet.fleet.plugins.module_utils.deploy_html import write_html
+from ansible_collections.ec2fleet.fleet.plugins.module_utils.deploy_rollout import left_out_of_service
 
 
 def _float(value, default=0.0):
@@ -166,8 +167,7 @@ def build_report(params, now=None):
         "versions_before": sorted({h.get("version_before") or "(none)" for h in by_host.values()}),
         "versions_after": sorted({h.get("version_after") or "(none)" for h in by_host.values()}),
         # Instances this run took out of service and did not put back (the deploy lock keeps them).
-        "left_out_of_service": sorted(h["instance_id"] for h in by_host.values()
-                                      if h.get("out_of_service") and h.get("instance_id")),
+        "left_out_of_service": left_out_of_service(by_host.values()),
     }
 
 

@@ -101,9 +101,8 @@ history:
   elements: dict
 """
 
-from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.ec2fleet.fleet.plugins.module_utils.aws import FLEET_AWS_ERRORS, AwsCalls, error_code
-from ansible_collections.ec2fleet.fleet.plugins.module_utils.deploy import DeployError, argument_spec
+from ansible_collections.ec2fleet.fleet.plugins.module_utils.deploy import DeployError, argument_spec, run_module
 
 KINDS = ("deployed", "candidate", "restored")
 DESCRIPTION = {
@@ -181,17 +180,8 @@ ARGUMENT_SPEC = argument_spec(
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=ARGUMENT_SPEC,
-        required_one_of=[("name", "app")],
-        required_together=[("app", "env")],
-        required_if=[("state", s, ("version",)) for s in KINDS],
-        supports_check_mode=True,
-    )
-    try:
-        module.exit_json(**run(module))
-    except DeployError as exc:
-        module.fail_json(msg=str(exc))
+    run_module(run, ARGUMENT_SPEC, required_one_of=[("name", "app")], required_together=[("app", "env")],
+               required_if=[("state", s, ("version",)) for s in KINDS])
 
 
 if __name__ == "__main__":

@@ -126,7 +126,6 @@ waited_seconds:
   sample: 12.5
 """
 
-from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.ec2fleet.fleet.plugins.module_utils.aws import AwsCalls
 from ansible_collections.ec2fleet.fleet.plugins.module_utils.deploy import (
     DRAINING_STATES,
@@ -139,6 +138,7 @@ from ansible_collections.ec2fleet.fleet.plugins.module_utils.deploy import (
     describe_asg,
     require_ec2_instance,
     resolve_target_groups,
+    run_module,
     target_states,
     tg_name,
     wait_for_targets,
@@ -248,14 +248,7 @@ ARGUMENT_SPEC = argument_spec(
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=ARGUMENT_SPEC,
-        supports_check_mode=True,
-    )
-    try:
-        module.exit_json(**run(module))
-    except DeployError as exc:
-        module.fail_json(msg=str(exc))
+    run_module(run, ARGUMENT_SPEC)
 
 
 if __name__ == "__main__":
