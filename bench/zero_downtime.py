@@ -1,16 +1,20 @@
 #!/usr/bin/env python3
-"""Zero-downtime rolling deploy on the local fleet, under continuous HTTP load.
+"""Zero-downtime rolling deploys on the local fleet, under continuous HTTP load: staged against
+unstaged, side by side in one run, then how long a scale-out takes to serve.
 
-    python bench/zero_downtime.py [--size 8] [--workers 4] [--keep]
+    python bench/zero_downtime.py [--size 20] [--workers 4] [--rounds 1] [--scale-out 2] [--keep]
 
 1. Brings the local fleet up with --size web instances and converges it on release 1.0.0
    (reuses a fleet of that size that is already up and converged).
-2. Starts --workers threads that send GET /version through the local load balancer
-   (127.0.0.1 only), each request on a new connection, bounded in count and time.
-3. Runs playbooks/deploy.yml -e app_version=2.0.0 while the load runs, then stops the load.
-4. Prints requests sent and failed, the version mix over time, the total deploy time and, per
-   batch, the time spent beyond the configured drain and health waits (the tool's own overhead),
-   from the deploy's JSON report.
+2. Runs --rounds pairs of deploys, alternating `deploy_stage=true` and `deploy_stage=false`, each
+   to a new release (2.0.0, 3.0.0, ...: every deploy installs a release no host has), each while
+   --workers threads send GET /version through the local balancer (127.0.0.1, a new connection
+   per request).
+3. Prints per mode: deploy wall time, per-host out-of-service seconds (median and max), host-
+   seconds out of service, the tool's overhead per batch beyond the configured drain and health
+   waits (median and max over batches), requests and failures; then the ratios.
+4. Scales the web group out by --scale-out and prints each new instance's launch-to-InService
+   and launch-to-serving-the-recorded-release times.
 """
 
 from __future__ import annotations
@@ -18,23 +22,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import statistics
 import subprocess
 import sys
-import threading
 import time
-import urllib.error
-import urllib.request
-from collections import Counter, defaultdict
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from ec2fleet.localfleet import control  # noqa: E402
+from ec2fleet.localfleet.load import Load  # noqa: E402
 
 VENV_BIN = Path(sys.executable).parent
-MAX_REQUESTS = 2_000_000
-MAX_SECONDS = 3600
 
 
 def env_of(state) -> dict:
@@ -47,59 +48,83 @@ def playbook(state, *args: str) -> subprocess.CompletedProcess:
                           cwd=REPO, env=env_of(state), capture_output=True, text=True)
 
 
-class Load:
-    """Bounded GET loop against one loopback URL; records (second, outcome) per request."""
+def deploy_under_load(state, version: str, staged: bool, args) -> dict:
+    url = f"http://127.0.0.1:{state.data['lb_port']}/version"
+    with Load(url, args.workers) as load:
+        time.sleep(2)  # a baseline before the deploy starts
+        began = time.monotonic()
+        proc = playbook(state, "playbooks/deploy.yml", "-e", f"app_version={version}", "-e",
+                        f"deploy_batch_size={args.batch_size}", "-e", f"deploy_stage={str(staged).lower()}")
+        seconds = time.monotonic() - began
+        time.sleep(2)
+    mode = "staged" if staged else "unstaged"
+    (REPO / "reports" / "bench").mkdir(parents=True, exist_ok=True)
+    (REPO / "reports" / "bench" / f"zero-downtime-{mode}-{version}.log").write_text(proc.stdout + proc.stderr)
+    found = re.findall(r"report: (\S+\.json)", proc.stdout)
+    report = json.loads(Path(found[-1]).read_text()) if found else {}
+    hosts = [h for b in report.get("batches", []) for h in b["hosts"]]
+    out = [float(h["seconds"]["total"]) for h in hosts if h.get("seconds", {}).get("total") is not None]
+    overheads = [b["overhead_seconds"] for b in report.get("batches", []) if b.get("overhead_seconds") is not None]
+    return {"mode": mode, "version": version, "rc": proc.returncode, "result": report.get("result", "?"),
+            "seconds": seconds, "out_median": statistics.median(out) if out else None, "out_max": max(out, default=None),
+            "host_seconds_out": sum(out), "overhead_median": statistics.median(overheads) if overheads else None,
+            "overhead_max": max(overheads, default=None), "batches": len(report.get("batches", [])),
+            "sent": load.sent, "failed": load.failed, "errors": dict(load.errors), "tail": proc.stdout[-3000:]}
 
-    def __init__(self, url: str, workers: int):
-        self.url = url
-        self.workers = workers
-        self.stop = threading.Event()
-        self.lock = threading.Lock()
-        self.samples: list[tuple[int, str]] = []
-        self.errors: Counter = Counter()
-        self.start = 0.0
 
-    def worker(self) -> None:
-        while not self.stop.is_set():
-            second = int(time.monotonic() - self.start)
-            try:
-                with urllib.request.urlopen(self.url, timeout=10) as resp:
-                    outcome = json.loads(resp.read())["version"] if resp.status == 200 else f"HTTP {resp.status}"
-            except urllib.error.HTTPError as exc:
-                outcome = f"HTTP {exc.code}"
-            except (OSError, ValueError) as exc:
-                outcome = f"error: {type(exc).__name__}"
-            with self.lock:
-                self.samples.append((second, outcome))
-                if not outcome[0].isdigit():
-                    self.errors[outcome] += 1
-                if len(self.samples) >= MAX_REQUESTS or second >= MAX_SECONDS:
-                    self.stop.set()
+def scale_out(state, count: int, timeout: float = 900) -> list[dict]:
+    """Adds `count` web instances; per instance, seconds from launch to InService and to serving
+    the recorded release through its health endpoint (as the balancer sees it healthy)."""
+    asg = state.clients("autoscaling")
+    group = asg.describe_auto_scaling_groups(AutoScalingGroupNames=["web"])["AutoScalingGroups"][0]
+    before = {i["InstanceId"] for i in group["Instances"]}
+    began = time.time()
+    asg.set_desired_capacity(AutoScalingGroupName="web", DesiredCapacity=group["DesiredCapacity"] + count,
+                             HonorCooldown=False)
+    elb = state.clients("elbv2")
+    arns = group.get("TargetGroupARNs", [])
+    seen: dict[str, dict] = {}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        group = asg.describe_auto_scaling_groups(AutoScalingGroupNames=["web"])["AutoScalingGroups"][0]
+        healthy = {d["Target"]["Id"] for arn in arns
+                   for d in elb.describe_target_health(TargetGroupArn=arn)["TargetHealthDescriptions"]
+                   if d["TargetHealth"]["State"] == "healthy"}
+        for inst in group["Instances"]:
+            iid = inst["InstanceId"]
+            if iid in before:
+                continue
+            entry = seen.setdefault(iid, {"instance": iid})
+            now = time.time() - began
+            if inst["LifecycleState"] == "InService" and "in_service" not in entry:
+                entry["in_service"] = now
+            if iid in healthy and "serving" not in entry:
+                entry["serving"] = now
+        if len(seen) == count and all("serving" in e for e in seen.values()):
+            break
+        time.sleep(1)
+    asg.set_desired_capacity(AutoScalingGroupName="web", DesiredCapacity=len(before), HonorCooldown=False)
+    return sorted(seen.values(), key=lambda e: e["instance"])
 
-    def __enter__(self):
-        self.start = time.monotonic()
-        self.threads = [threading.Thread(target=self.worker, daemon=True) for _ in range(self.workers)]
-        for thread in self.threads:
-            thread.start()
-        return self
 
-    def __exit__(self, *exc):
-        self.stop.set()
-        for thread in self.threads:
-            thread.join(timeout=15)
+def _fmt(value, unit="s"):
+    return "-" if value is None else f"{value:.1f}{unit}"
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size", type=int, default=8)
+    parser.add_argument("--size", type=int, default=20)
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--batch-size", default="25%")
+    parser.add_argument("--rounds", type=int, default=1, help="pairs of deploys (staged, unstaged)")
+    parser.add_argument("--scale-out", type=int, default=2, help="instances to add at the end (0: skip)")
     parser.add_argument("--keep", action="store_true", help="leave the fleet up afterwards")
     args = parser.parse_args()
-    if args.size < 8:
-        parser.error("the zero-downtime benchmark needs at least 8 web instances")
+    if args.size < 4:
+        parser.error("the zero-downtime benchmark needs at least 4 web instances")
 
-    for version in ("1.0.0", "2.0.0"):
+    versions = [f"{n}.0.0" for n in range(2, 2 + 2 * args.rounds)]
+    for version in ["1.0.0", *versions]:
         subprocess.run([str(REPO / "tools" / "build-release"), version], cwd=REPO, check=True, capture_output=True)
     if control.exists() and control.load().data.get("size") != args.size:
         control.down()
@@ -113,50 +138,44 @@ def main() -> int:
             print(proc.stdout[-3000:])
             return 1
         state.set_flag("converged")
-    # Start from 1.0.0 everywhere (a no-op when the fleet already runs it).
-    proc = playbook(state, "playbooks/deploy.yml", "-e", "app_version=1.0.0", "-e", f"deploy_batch_size={args.batch_size}")
-    if proc.returncode != 0:
-        print(proc.stdout[-3000:])
-        return 1
 
-    url = f"http://127.0.0.1:{state.data['lb_port']}/version"
-    print(f"load: {args.workers} workers on {url}; deploying 2.0.0 over {args.size} instances...", flush=True)
-    with Load(url, args.workers) as load:
-        time.sleep(3)  # a baseline before the deploy starts
-        began = time.monotonic()
-        deploy = playbook(state, "playbooks/deploy.yml", "-e", "app_version=2.0.0", "-e",
-                          f"deploy_batch_size={args.batch_size}")
-        deploy_seconds = time.monotonic() - began
-        time.sleep(3)
-    (REPO / "reports" / "bench").mkdir(parents=True, exist_ok=True)
-    (REPO / "reports" / "bench" / "zero-downtime-deploy.log").write_text(deploy.stdout + deploy.stderr)
+    runs = []
+    for n, version in enumerate(versions):
+        staged = n % 2 == 0
+        print(f"deploying {version} ({'staged' if staged else 'unstaged'}) over {args.size} instances under load...",
+              flush=True)
+        run = deploy_under_load(state, version, staged, args)
+        runs.append(run)
+        print(f"  rc={run['rc']} {run['result']} in {run['seconds']:.1f}s; {run['sent']} requests, {run['failed']} failed",
+              flush=True)
+        if run["rc"] != 0:
+            print(run["tail"])
+            break
 
-    reports = sorted((REPO / "reports" / "deploys").glob("deploy-sampleapp-*-2.0.0-*.json"), key=lambda p: p.stat().st_mtime)
-    report = json.loads(reports[-1].read_text()) if reports else {}
-    per_second: dict[int, Counter] = defaultdict(Counter)
-    for second, outcome in load.samples:
-        per_second[second // 10 * 10][outcome] += 1
-    failed = sum(load.errors.values())
+    print(f"\n{args.size} web instances, batches of {args.batch_size} after a canary, {args.workers} load workers")
+    print(f"{'mode':<9} {'version':<8} {'wall':>8} {'out median':>11} {'out max':>8} {'host-s out':>11} "
+          f"{'overhead/batch':>15} {'batches':>8} {'requests':>9} {'failed':>7}")
+    for r in runs:
+        print(f"{r['mode']:<9} {r['version']:<8} {_fmt(r['seconds']):>8} {_fmt(r['out_median']):>11} {_fmt(r['out_max']):>8} "
+              f"{_fmt(r['host_seconds_out']):>11} {_fmt(r['overhead_median']) + ' / ' + _fmt(r['overhead_max']):>15} "
+              f"{r['batches']:>8} {r['sent']:>9} {r['failed']:>7}")
+    staged = [r for r in runs if r["mode"] == "staged" and r["rc"] == 0]
+    unstaged = [r for r in runs if r["mode"] == "unstaged" and r["rc"] == 0]
+    if staged and unstaged:
+        def mean(rs, key):
+            return statistics.mean(r[key] for r in rs)
+        print(f"\nunstaged / staged: wall {mean(unstaged, 'seconds') / mean(staged, 'seconds'):.1f}x, "
+              f"median out of service {mean(unstaged, 'out_median') / mean(staged, 'out_median'):.1f}x, "
+              f"host-seconds out {mean(unstaged, 'host_seconds_out') / mean(staged, 'host_seconds_out'):.1f}x")
 
-    print(f"\ndeploy: rc={deploy.returncode}, result={report.get('result', '?')}, {deploy_seconds:.1f}s wall")
-    print(f"requests sent: {len(load.samples)}, failed: {failed}" + (f" {dict(load.errors)}" if failed else ""))
-    print("\nversion mix over time (10 s buckets):")
-    print(f"{'t (s)':>6}  {'1.0.0':>7} {'2.0.0':>7} {'failed':>7}")
-    for bucket in sorted(per_second):
-        counts = per_second[bucket]
-        bad = sum(n for k, n in counts.items() if not k[0].isdigit())
-        print(f"{bucket:>6}  {counts.get('1.0.0', 0):>7} {counts.get('2.0.0', 0):>7} {bad:>7}")
-    print("\nbatches (overhead = batch time beyond the drain and health waits):")
-    for batch in report.get("batches", []):
-        hosts = ", ".join(h["host"] for h in batch["hosts"])
-        print(f"  batch {batch['batch']}: {batch['state']}, {batch['seconds']:.1f}s, overhead "
-              f"{batch['overhead_seconds'] if batch['overhead_seconds'] is not None else '-'}s  [{hosts}]")
-    switched = [s for s, o in load.samples if o == "2.0.0"]
-    print(f"\nfirst 2.0.0 response at t={min(switched) if switched else '-'}s; "
-          f"last 1.0.0 response at t={max((s for s, o in load.samples if o == '1.0.0'), default='-')}s")
+    if args.scale_out and all(r["rc"] == 0 for r in runs):
+        print(f"\nscale-out by {args.scale_out}: seconds from SetDesiredCapacity")
+        print(f"{'instance':<22} {'InService':>10} {'serving':>10}")
+        for entry in scale_out(state, args.scale_out):
+            print(f"{entry['instance']:<22} {_fmt(entry.get('in_service')):>10} {_fmt(entry.get('serving')):>10}")
     if not args.keep:
         control.down()
-    return 0 if deploy.returncode == 0 and failed == 0 else 1
+    return 0 if runs and all(r["rc"] == 0 and r["failed"] == 0 for r in runs) else 1
 
 
 if __name__ == "__main__":

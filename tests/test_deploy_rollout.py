@@ -36,32 +36,127 @@ def test_bad_batches_are_refused(batches):
 
 
 # -- batch outcome -----------------------------------------------------------------------------
+# The coordinator takes the batch out (service "out"), the hosts activate or switch back, the
+# coordinator puts them back (service "in") and accounts. Entries as service_state returns them.
+
+def entry(ok=True, state=None, error="", **waits):
+    return {"ok": ok, "error": error, "lifecycle_state": state or ("Standby" if ok else "InService"), **waits}
+
+
+def back(ok=True, error=""):
+    return {"ok": ok, "error": error, "lifecycle_state": "InService" if ok else "Standby"}
+
+
+def svc(out, into=None, times=None):
+    return {"out": out, "in": into, "times": times or {}}
+
 
 def outcome(batch_hosts, active, results, **kw):
-    args = {"batch": 2, "canary": False, "max_fail_percentage": 0, "total_hosts": 10, "failed_before": 0, **kw}
+    args = {"batch": 2, "canary": False, "max_fail_percentage": 0, "total_hosts": 10, "failed_before": 0,
+            "version": "2.0.0", **kw}
     return rollout.batch_outcome(args.pop("batch"), batch_hosts, active, results, **args)
 
 
-def test_all_deployed_goes_on():
-    out = outcome(["a", "b"], ["deploy-batch-2", "a", "b"], {"a": result("a", "deployed"), "b": result("b", "deployed")})
-    assert out == {"results": [result("a", "deployed"), result("b", "deployed")], "failed": [], "lost": [],
-                   "aborted": False, "reason": ""}
+def test_all_activated_and_back_in_service_are_deployed():
+    results = {"a": result("a", "activated"), "b": result("b", "activated")}
+    service = svc({"i-a": entry(), "i-b": entry()}, {"i-a": back(), "i-b": back()})
+    out = outcome(["a", "b"], ["deploy-batch-2", "a", "b"], results, service=service)
+    assert [r["status"] for r in out["results"]] == ["deployed", "deployed"]
+    assert [r["version_after"] for r in out["results"]] == ["2.0.0", "2.0.0"]
+    assert not any(r["out_of_service"] for r in out["results"])
+    assert out["failed"] == [] and out["lost"] == [] and not out["aborted"] and out["reason"] == ""
 
 
-def test_a_host_gone_from_the_play_is_lost_and_stops_the_rollout():
-    # Ansible drops an unreachable host from ansible_play_batch; its result stopped mid-deploy.
-    results = {"a": result("a", "deployed"), "b": result("b", "deploying", out=True)}
-    out = outcome(["a", "b"], ["deploy-batch-2", "a"], results)
+def test_before_the_return_an_activated_host_counts_as_deployed_and_is_to_return():
+    results = {"a": result("a", "activated"), "b": result("b", "rolled_back")}
+    out = outcome(["a", "b"], ["deploy-batch-2", "a", "b"], results, service=svc({"i-a": entry(), "i-b": entry()}))
+    assert [r["status"] for r in out["results"]] == ["deployed", "rolled_back"]
+    assert out["to_return"] == ["a", "b"] and out["failed"] == ["b"] and out["aborted"]
+
+
+def test_times_and_waits_come_from_the_batch_and_the_host():
+    results = {"a": result("a", "activated", times={"activated": 112.0})}
+    service = svc({"i-a": entry(lifecycle_wait_seconds=1, target_wait_seconds=5)},
+                  {"i-a": {**back(), "lifecycle_wait_seconds": 1, "target_wait_seconds": 2}},
+                  {"out": 100.0, "drained": 108.0, "in": 113.0, "back": 117.0})
+    host = outcome(["a"], ["deploy-batch-2", "a"], results, service=service)["results"][0]
+    assert host["times"] == {"out": 100.0, "drained": 108.0, "installed": 112.0, "healthy": 112.0, "in": 117.0}
+    assert host["seconds"] == {"waits": 9.0, "total": 17.0, "out_of_service": 8.0, "deploy": 4.0, "back_in_service": 4.0}
+
+
+def test_a_host_gone_from_the_play_is_lost_stays_out_and_stops_the_rollout():
+    # Ansible drops an unreachable host from ansible_play_batch; its result stopped mid-window.
+    results = {"a": result("a", "activated"), "b": result("b", "activating")}
+    service = svc({"i-a": entry(), "i-b": entry()})
+    check = outcome(["a", "b"], ["deploy-batch-2", "a"], results, service=service)
+    assert check["to_return"] == ["a"]  # the lost host is never put back in service
+    out = outcome(["a", "b"], ["deploy-batch-2", "a"], results, service={**service, "in": {"i-a": back()}})
     assert out["lost"] == ["b"] and out["failed"] == ["b"] and out["aborted"]
     lost = out["results"][1]
     assert lost["status"] == "unreachable" and lost["version_after"] == "unknown" and lost["out_of_service"]
-    assert "last step: deploying" in lost["error"] and "left out of service" in lost["error"]
+    assert "last step: activating" in lost["error"] and "left out of service" in lost["error"]
     assert "1 of 10 hosts failed" in out["reason"]
+    assert rollout.left_out_of_service(out["results"]) == ["i-b"]
+
+
+def test_a_lost_host_whose_instance_was_terminated_is_not_out_of_service():
+    results = {"b": result("b", "activating")}
+    out = outcome(["b"], ["deploy-batch-2"], results, service=svc({"i-b": entry()}, {}), gone=["i-b"])
+    host = out["results"][0]
+    assert host["status"] == "unreachable" and not host["out_of_service"] and out["aborted"]
+    assert "its instance was terminated" in host["error"]
+
+
+def test_an_instance_terminated_before_its_batch_is_left_alone():
+    # The ASG terminated it while an earlier batch was out: the out step finds it Terminating.
+    results = {"a": result("a", "activated"), "b": result("b", "not_deployed")}
+    service = svc({"i-a": entry(), "i-b": entry(ok=False, state="Terminating", error="lifecycle state Terminating")})
+    check = outcome(["a", "b"], ["deploy-batch-2", "a", "b"], results, service=service)
+    assert check["to_return"] == ["a"]
+    out = outcome(["a", "b"], ["deploy-batch-2", "a", "b"], results, service={**service, "in": {"i-a": back()}})
+    assert [r["status"] for r in out["results"]] == ["deployed", "vanished"]
+    assert not out["aborted"] and out["failed"] == [] and not out["results"][1]["out_of_service"]
+
+
+def test_a_host_that_did_not_leave_service_fails_and_is_put_back_when_half_out():
+    # The drain timed out: the instance is in Standby but not drained; it is returned untouched.
+    results = {"a": result("a", "not_deployed")}
+    service = svc({"i-a": entry(ok=False, state="Standby", error="drain timed out")})
+    check = outcome(["a"], ["deploy-batch-2", "a"], results, service=service)
+    assert check["to_return"] == ["a"] and check["aborted"]
+    out = outcome(["a"], ["deploy-batch-2", "a"], results, service={**service, "in": {"i-a": back()}})
+    assert out["results"][0]["status"] == "not_deployed" and not out["results"][0]["out_of_service"]
+
+
+def test_an_unknown_out_step_still_returns_the_answering_hosts():
+    # The out step failed as a whole: nobody knows which instances left service.
+    results = {"a": result("a", "not_deployed"), "b": result("b", "not_deployed")}
+    check = outcome(["a", "b"], ["deploy-batch-2", "a", "b"], results, service=svc({}))
+    assert check["to_return"] == ["a", "b"] and check["aborted"]
+
+
+def test_a_host_that_does_not_come_back_healthy_fails_and_stays_out():
+    results = {"a": result("a", "activated"), "b": result("b", "rolled_back")}
+    service = svc({"i-a": entry(), "i-b": entry()}, {"i-a": back(False, "unhealthy"), "i-b": back(False, "timeout")})
+    out = outcome(["a", "b"], ["deploy-batch-2", "a", "b"], results, service=service)
+    a, b = out["results"]
+    assert a["status"] == "failed" and a["out_of_service"] and "unhealthy" in a["error"]
+    assert b["status"] == "rollback_failed" and b["out_of_service"] and "timeout" in b["rollback_error"]
+    assert out["failed"] == ["a", "b"]
+
+
+def test_a_failed_switch_back_is_never_returned():
+    results = {"a": result("a", "rollback_failed")}
+    service = svc({"i-a": entry()})
+    assert outcome(["a"], ["deploy-batch-2", "a"], results, service=service)["to_return"] == []
+    out = outcome(["a"], ["deploy-batch-2", "a"], results, service={**service, "in": {}})
+    assert out["results"][0]["out_of_service"] and out["failed"] == ["a"]
 
 
 def test_a_whole_batch_lost_is_accounted_for():
-    # The canary frozen: the coordinator is the only host left in the batch.
-    out = outcome(["a"], ["deploy-batch-1"], {"a": result("a", "leaving service")}, batch=1, canary=True)
+    # The canary frozen before it left service: the coordinator is the only host left in the batch.
+    out = outcome(["a"], ["deploy-batch-1"], {"a": result("a", "leaving service")}, batch=1, canary=True,
+                  service=svc({"i-a": entry(ok=False, state="InService", error="timeout")}, {}))
     assert out["lost"] == ["a"] and out["aborted"]
     assert out["results"][0]["out_of_service"] is False
     assert "it had not left service" in out["results"][0]["error"]
@@ -76,22 +171,23 @@ def test_a_host_that_set_no_result_is_lost():
 
 def test_a_still_running_host_with_an_unfinished_result_is_lost_too():
     # A host that failed outside the deploy's rescue stays in the play with no final status.
-    out = outcome(["a"], ["deploy-batch-2", "a"], {"a": result("a", "returning to service", out=True)})
-    assert out["lost"] == ["a"]
+    out = outcome(["a"], ["deploy-batch-2", "a"], {"a": result("a", "rolling back")}, service=svc({"i-a": entry()}, {}))
+    assert out["lost"] == ["a"] and out["results"][0]["out_of_service"]
 
 
 def test_a_failed_canary_always_stops_whatever_the_percentage_allows():
     out = outcome(["a"], ["deploy-batch-1", "a"], {"a": result("a", "rolled_back")}, batch=1, canary=True,
-                  max_fail_percentage=50)
+                  max_fail_percentage=50, service=svc({"i-a": entry()}, {"i-a": back()}))
     assert out["aborted"] and "a failed canary always stops the rollout" in out["reason"]
 
 
 def test_failures_within_the_percentage_go_on_and_count_across_batches():
-    results = {"a": result("a", "rolled_back"), "b": result("b", "deployed")}
-    first = outcome(["a", "b"], ["deploy-batch-2", "a", "b"], results, max_fail_percentage=20)
+    results = {"a": result("a", "rolled_back"), "b": result("b", "activated")}
+    service = svc({"i-a": entry(), "i-b": entry()}, {"i-a": back(), "i-b": back()})
+    first = outcome(["a", "b"], ["deploy-batch-2", "a", "b"], results, max_fail_percentage=20, service=service)
     assert first["failed"] == ["a"] and not first["aborted"]
     second = outcome(["c"], ["deploy-batch-3", "c"], {"c": result("c", "rollback_failed")}, batch=3,
-                     max_fail_percentage=20, failed_before=2)
+                     max_fail_percentage=20, failed_before=2, service=svc({"i-c": entry()}, {}))
     assert second["aborted"] and "3 of 10 hosts failed (30%)" in second["reason"]
 
 
@@ -107,10 +203,9 @@ def test_standby_record_merges_never_replaces():
     assert record == ["i-b", "i-c", "i-d", "i-s"]
 
 
-def test_final_results_prefer_the_hosts_own_word_unless_lost():
-    outcomes = [{"results": [result("a", "deployed"), result("b", "unreachable", out=True)], "lost": ["b"]}]
-    # a was rolled back with its batch after the accounting; b answered again later but was lost.
-    current = {"a": result("a", "rolled_back"), "b": result("b", "deployed")}
-    final = rollout.final_results(outcomes, current)
-    assert [r["status"] for r in final] == ["rolled_back", "unreachable"]
+def test_final_results_are_the_batches_accounting_in_order():
+    outcomes = [{"results": [result("a", "deployed")], "lost": []},
+                {"results": [result("b", "unreachable", out=True)], "lost": ["b"]}]
+    final = rollout.final_results(outcomes)
+    assert [r["status"] for r in final] == ["deployed", "unreachable"]
     assert rollout.left_out_of_service(final) == ["i-b"]

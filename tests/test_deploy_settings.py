@@ -112,6 +112,7 @@ BAD = [
     bad("deploy_force", "maybe", f"deploy_force='maybe' is not valid: expected {BOOL}"),
     bad("deploy_force", "", f"deploy_force='' is not valid: expected {BOOL}"),
     bad("deploy_force", 2, f"deploy_force=2 is not valid: expected {BOOL}"),
+    bad("deploy_stage", "sometimes", f"deploy_stage='sometimes' is not valid: expected {BOOL}"),
     bad("deploy_lock_ttl", 59, "deploy_lock_ttl=59 is not valid: expected a number of seconds of at least 60"),
     bad("deploy_lock_ttl", "30", "deploy_lock_ttl='30' is not valid: expected a number of seconds of at least 60"),
     bad("deploy_lock_ttl", "1h", "deploy_lock_ttl='1h' is not valid: expected a number of seconds of at least 60"),

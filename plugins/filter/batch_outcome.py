@@ -51,6 +51,23 @@ options:
     description: Hosts that failed in earlier batches.
     type: int
     default: 0
+  service:
+    description:
+      - The coordinator's steps for the batch - C(out) and C(in) (instance id to its entry, as
+        M(ec2fleet.fleet.service_state) returns them in C(instances); C(in) null before the batch
+        returns to service) and C(times) (epoch seconds C(out), C(drained), C(in), C(back)).
+      - Before the return to service, a host whose new release is active counts as deployed and
+        the result's C(to_return) lists the instance ids to put back in service.
+    type: dict
+  gone:
+    description: Instance ids known to be terminated (a lost host whose instance is gone is not out of service).
+    type: list
+    elements: str
+    default: []
+  version:
+    description: The release being deployed (a deployed host's C(version_after)).
+    type: str
+    default: ""
 """
 
 EXAMPLES = r"""
@@ -61,17 +78,21 @@ outcome: >-
 
 RETURN = r"""
 _value:
-  description: C(results) (final result per host), C(failed), C(lost) (host names), C(aborted) and C(reason).
+  description: >-
+    C(results) (final result per host), C(failed), C(lost) (host names), C(aborted), C(reason) and
+    C(to_return) (instance ids to put back in service).
   type: dict
 """
 
 from ansible_collections.ec2fleet.fleet.plugins.module_utils.deploy_rollout import batch_outcome as _batch_outcome
 
 
-def batch_outcome(batch_hosts, active_hosts, results, batch, total_hosts, canary=False, max_fail_percentage=0, failed_before=0):
+def batch_outcome(batch_hosts, active_hosts, results, batch, total_hosts, canary=False, max_fail_percentage=0,
+                  failed_before=0, service=None, gone=(), version=""):
     return _batch_outcome(
         int(batch), list(batch_hosts), list(active_hosts), dict(results or {}), bool(canary),
         float(max_fail_percentage), int(total_hosts), int(failed_before),
+        service=dict(service) if service else None, gone=list(gone or ()), version=str(version or ""),
     )
 
 

@@ -12,9 +12,9 @@ description:
     must record as out of service - the batch's (O(batch_instance_ids)), those earlier batches left
     out of service, and those an interrupted run left in Standby (O(recovered)) that this run has
     not yet put back. The record is merged, never replaced.
-  - With O(what=results) (at the end), returns every accounted host's final result - its own where
-    it finished the run reachable, else what its batch's accounting recorded; and with
-    O(what=left_out) the instance ids of those results still out of service.
+  - With O(what=results) (at the end), returns every accounted host's final result, as its
+    batch's accounting recorded it; and with O(what=left_out) the instance ids of those results
+    still out of service.
 positional: _input
 options:
   _input:
@@ -36,10 +36,6 @@ options:
     type: list
     elements: str
     default: []
-  current:
-    description: Host name to its current C(deploy_result) (for V(results) and V(left_out)).
-    type: dict
-    default: {}
 """
 
 EXAMPLES = r"""
@@ -56,11 +52,11 @@ from ansible.errors import AnsibleFilterError
 from ansible_collections.ec2fleet.fleet.plugins.module_utils import deploy_rollout
 
 
-def deploy_record(outcomes, what, recovered=(), batch_instance_ids=(), current=None):
+def deploy_record(outcomes, what, recovered=(), batch_instance_ids=()):
     outcomes = list(outcomes or [])
     if what == "standby":
         return deploy_rollout.standby_record(list(recovered or []), outcomes, list(batch_instance_ids or []))
-    results = deploy_rollout.final_results(outcomes, dict(current or {}))
+    results = deploy_rollout.final_results(outcomes)
     if what == "results":
         return results
     if what == "left_out":

@@ -68,6 +68,9 @@ STATUS_TEXT = {
     "rolled_back": "rolled back",
     "rollback_failed": "rollback FAILED",
     "unreachable": "UNREACHABLE",
+    "not_deployed": "NOT DEPLOYED",
+    "failed": "FAILED",
+    "vanished": "vanished (terminated)",
     "not_started": "not started",
 }
 
@@ -124,6 +127,9 @@ svg .st-deployed { fill: #2e7d32; }
 svg .st-rolled_back { fill: #7b3f98; }
 svg .st-rollback_failed { fill: #b71c1c; font-weight: bold; }
 svg .st-unreachable { fill: #b71c1c; font-weight: bold; }
+svg .st-not_deployed { fill: #b71c1c; font-weight: bold; }
+svg .st-failed { fill: #b71c1c; font-weight: bold; }
+svg .st-vanished { fill: #7b8794; }
 svg .st-not_started { fill: #7b8794; }
 svg .st-incomplete { fill: #e65100; }
 svg .err { fill: #c62828; }
@@ -202,7 +208,7 @@ def _plain(value):
 
 
 def _primary_failure(host):
-    return host.get("status") in ("rolled_back", "rollback_failed", "unreachable") and not str(host.get("error", "")).startswith("batch:")
+    return host.get("status") in ("rolled_back", "rollback_failed", "unreachable", "not_deployed", "failed") and not str(host.get("error", "")).startswith("batch:")
 
 
 def _start_epoch(report, hosts, points):

@@ -16,10 +16,18 @@ from __future__ import annotations
 
 COORDINATOR_PREFIX = "deploy-batch-"
 
-# Statuses a host's result ends in; anything else means the host was lost midway.
-FINAL = ("deployed", "rolled_back", "rollback_failed")
-# Statuses that count as a failure of the batch.
-FAILED = ("rolled_back", "rollback_failed", "unreachable")
+# Statuses a host sets as its last word in the batch's window (tasks/deploy-host.yml): it did
+# not leave service, its new release is active and healthy, or it is back on the release before.
+HOST_DONE = ("not_deployed", "activated", "rolled_back", "rollback_failed")
+# Statuses a host's final result ends in (batch_outcome below).
+FINAL = ("deployed", "rolled_back", "rollback_failed", "unreachable", "not_deployed", "failed", "vanished")
+# Final statuses that count as a failure of the batch. A vanished host (its instance terminated
+# before it left service) is left alone, as the planner leaves an instance already Terminating.
+FAILED = ("rolled_back", "rollback_failed", "unreachable", "not_deployed", "failed")
+# Lifecycle states in which an instance is out of service, to be put back or kept on record.
+OUT_STATES = ("Standby", "EnteringStandby", "Pending", "Pending:Wait", "Pending:Proceed")
+# Lifecycle states (or their absence) of an instance that is going or gone.
+GONE_STATES = ("Terminating", "Terminating:Wait", "Terminating:Proceed", "Terminated", "Detaching", "Detached", "absent")
 
 
 def coordinator_name(batch):
@@ -46,41 +54,130 @@ def rollout_queue(batches, first=1):
     return {"queue": queue, "serial": sizes}
 
 
-def _lost_result(host, result, batch):
-    """The final result of a host that stopped answering: what it had recorded so far, marked
-    unreachable; out of service when it had left service and had not come back."""
+def _service_entry(service, step, instance_id):
+    return ((service or {}).get(step) or {}).get(instance_id) or {}
+
+
+def _is_out(entry):
+    """Whether the out-of-service step left the instance out (a drain that timed out still did)."""
+    return bool(entry) and (entry.get("ok") or entry.get("lifecycle_state") in OUT_STATES)
+
+
+def _is_gone(entry, gone, instance_id):
+    return instance_id in gone or (entry or {}).get("lifecycle_state") in GONE_STATES
+
+
+def to_return(batch_hosts, active_hosts, results, service):
+    """Hosts the batch puts back in service: those still answering, on a healthy release (the
+    new one, the one before after a switch back, or untouched) that the out step took out, or
+    may have (its outcome unknown: the return is a no-op for an instance in service). A host that
+    stopped answering stays out (the lock keeps it); so does one whose switch back failed."""
+    active, names = set(active_hosts), []
+    for host in batch_hosts:
+        result = results.get(host) or {}
+        iid = result.get("instance_id")
+        entry = _service_entry(service, "out", iid)
+        if (host in active and iid and result.get("status") in ("activated", "rolled_back", "not_deployed")
+                and (not entry or _is_out(entry)) and not _is_gone(entry, (), iid)):
+            names.append(host)
+    return names
+
+
+def _times(result, service, instance_id):
+    """The host's step times (epoch seconds) and durations, from the batch's service steps (the
+    coordinator's) and the host's own activation or switch back."""
+    batch = (service or {}).get("times") or {}
+    own = result.get("times") or {}
+    out_entry = _service_entry(service, "out", instance_id)
+    in_entry = _service_entry(service, "in", instance_id)
+    times = {k: v for k, v in {"out": batch.get("out"), "drained": batch.get("drained"),
+                                "installed": own.get("activated"), "healthy": own.get("activated"),
+                                "rollback": own.get("rollback"), "done": own.get("done"),
+                                "in": batch.get("back")}.items() if v is not None}
+    waits = sum(float(e.get(k) or 0) for e in (out_entry, in_entry)
+                for k in ("lifecycle_wait_seconds", "target_wait_seconds"))
+    seconds = {"waits": round(waits, 2)}
+    if "out" in times and "in" in times:
+        seconds["total"] = round(times["in"] - times["out"], 2)
+    if "out" in times and "drained" in times:
+        seconds["out_of_service"] = round(times["drained"] - times["out"], 2)
+    if "drained" in times and "installed" in times:
+        seconds["deploy"] = round(times["installed"] - times["drained"], 2)
+    if batch.get("in") is not None and "in" in times:
+        seconds["back_in_service"] = round(times["in"] - batch["in"], 2)
+    return times, seconds
+
+
+def _final(host, result, active, service, gone, batch, version):
+    """One host's final result."""
     result = dict(result or {})
     result.setdefault("host", host)
     result.setdefault("batch", batch)
-    phase = result.get("status") or "not started"
-    result["status"] = "unreachable"
-    result["version_after"] = "unknown"
-    result["error"] = (
-        f"stopped answering during the deploy (last step: {phase}); left out of service for an operator"
-        if result.get("out_of_service")
-        else f"stopped answering during the deploy (last step: {phase}); it had not left service"
-    )
+    iid = result.get("instance_id")
+    out_entry = _service_entry(service, "out", iid)
+    returned = (service or {}).get("in")
+    in_entry = _service_entry(service, "in", iid)
+    vanished = _is_gone(out_entry, gone, iid) or _is_gone(in_entry, gone, iid)
+    status = result.get("status")
+    times, seconds = _times(result, service, iid)
+    result.update(times=times, seconds=seconds)
+    if host not in active or status not in HOST_DONE:
+        phase = status or "not started"
+        out = _is_out(out_entry) and not vanished and not in_entry.get("ok")
+        why = ("its instance was terminated" if vanished
+               else "left out of service for an operator" if out else "it had not left service")
+        result.update(status="unreachable", version_after="unknown", out_of_service=out,
+                      error=f"stopped answering during the deploy (last step: {phase}); {why}")
+        return result
+    if status == "not_deployed" and vanished:
+        result.update(status="vanished", out_of_service=False, version_after="",
+                      error=f"its instance left the group before it left service ({out_entry.get('error') or 'terminated'}): left alone")
+        return result
+    back = in_entry.get("ok", False)
+    was_out = _is_out(out_entry) and not vanished
+    if status == "activated":
+        if returned is None or back:
+            result.update(status="deployed", version_after=version, out_of_service=False if returned is not None else was_out)
+        else:
+            result.update(status="failed", version_after=version,
+                          out_of_service=was_out and in_entry.get("lifecycle_state") != "InService",
+                          error=f"did not return to service healthy: {in_entry.get('error') or 'not returned'}")
+    elif status == "rolled_back":
+        if returned is not None and not back and was_out:
+            result.update(status="rollback_failed", out_of_service=in_entry.get("lifecycle_state") != "InService",
+                          rollback_error=f"did not return to service healthy: {in_entry.get('error') or 'not returned'}")
+        else:
+            result["out_of_service"] = was_out and returned is None
+    elif status == "not_deployed":
+        result["out_of_service"] = (in_entry.get("lifecycle_state") not in (None, "InService") and not back
+                                    if in_entry else was_out)
+    else:  # rollback_failed: left out of service for an operator
+        result["out_of_service"] = was_out
     return result
 
 
-def batch_outcome(batch, batch_hosts, active_hosts, results, canary, max_fail_percentage, total_hosts, failed_before=0):
-    """What a finished batch means for the rollout.
+def batch_outcome(batch, batch_hosts, active_hosts, results, canary, max_fail_percentage, total_hosts,
+                  failed_before=0, service=None, gone=(), version=""):
+    """What a batch means for the rollout.
 
     batch: 1-based number; batch_hosts: the batch's real hosts as planned; active_hosts: the
-    play's hosts still running at the end of the batch (ansible_play_batch: Ansible drops
-    unreachable hosts from it); results: host -> its deploy_result (None when it set none);
-    canary: whether this batch is the canary; failed_before: hosts failed in earlier batches.
+    play's hosts still running (ansible_play_batch: Ansible drops unreachable hosts from it);
+    results: host -> its deploy_result (None when it set none); canary: whether this batch is
+    the canary; failed_before: hosts failed in earlier batches; service: the coordinator's
+    steps, {"out": {instance id: entry}, "in": {instance id: entry} or None before the batch
+    returns to service, "times": {"out", "drained", "in", "back"}} (entries as
+    ec2fleet.fleet.service_state returns them); gone: instance ids known terminated.
 
-    Returns {results: final results of every host of the batch, failed: host names, lost: host
-    names, aborted: bool, reason: str}. A canary with any failure always stops the rollout;
-    otherwise it stops when the failed share of all hosts exceeds max_fail_percentage.
+    Returns {results, failed, lost, aborted, reason, to_return}. Before the return to service
+    (no "in"), a host whose release is active counts as deployed, and to_return lists the hosts
+    to put back. A canary with any failure always stops the rollout; otherwise it
+    stops when the failed share of all hosts exceeds max_fail_percentage.
     """
-    active = set(active_hosts)
+    active, gone = set(active_hosts), set(gone or ())
     final, lost, failed = [], [], []
     for host in batch_hosts:
-        result = results.get(host)
-        if host not in active or not result or result.get("status") not in FINAL:
-            result = _lost_result(host, result, batch)
+        result = _final(host, results.get(host), active, service, gone, batch, version)
+        if result["status"] == "unreachable":
             lost.append(host)
         final.append(result)
         if result["status"] in FAILED:
@@ -94,19 +191,13 @@ def batch_outcome(batch, batch_hosts, active_hosts, results, canary, max_fail_pe
             f"{len(failed) + failed_before} of {total_hosts} hosts failed ({share:.0f}%), more than "
             f"deploy_max_fail_percentage={max_fail_percentage}"
         )
-    return {"results": final, "failed": failed, "lost": lost, "aborted": bool(reason), "reason": reason}
+    return {"results": final, "failed": failed, "lost": lost, "aborted": bool(reason), "reason": reason,
+            "to_return": to_return(batch_hosts, active_hosts, results, service)}
 
 
-def final_results(outcomes, current):
-    """Every host's last word: its own result where it finished the run reachable (a batch's
-    rollback after the accounting updates it), else what its batch's accounting recorded."""
-    merged = []
-    for outcome in outcomes:
-        for result in outcome["results"]:
-            host = result.get("host")
-            latest = current.get(host) if host not in outcome["lost"] else None
-            merged.append(latest if latest and latest.get("status") in FINAL else result)
-    return merged
+def final_results(outcomes):
+    """Every accounted host's final result, batch by batch."""
+    return [result for outcome in outcomes for result in outcome["results"]]
 
 
 def standby_record(recovered, outcomes, batch_instance_ids):

@@ -121,8 +121,11 @@ def build_report(params, now=None):
     batches = []
     for number, names in enumerate(params["plan"].get("batches", []), start=1):
         hosts = [by_host.get(name, {"host": name, "status": "not_started"}) for name in names]
-        statuses = {h.get("status") for h in hosts}
-        if statuses <= {"not_started"}:
+        # A host whose instance was terminated before it left service is left alone: not a failure.
+        statuses = {h.get("status") for h in hosts} - {"vanished"}
+        if not statuses:
+            state = "vanished"
+        elif statuses <= {"not_started"}:
             state = "not_started"
         elif statuses <= {"deployed"}:
             state = "deployed"
@@ -130,6 +133,8 @@ def build_report(params, now=None):
             state = "rollback_failed"
         elif "unreachable" in statuses:
             state = "unreachable"
+        elif statuses & {"failed", "not_deployed"}:
+            state = "failed"
         elif "rolled_back" in statuses:
             state = "rolled_back"
         else:
@@ -149,7 +154,7 @@ def build_report(params, now=None):
                                            for h in hosts if h.get("seconds", {}).get("waits") is not None),
                                           default=0.0), 2) if waits else None,
         })
-    failed = [h for h in by_host.values() if h.get("status") not in ("deployed",)]
+    failed = [h for h in by_host.values() if h.get("status") not in ("deployed", "vanished")]
     failed_first = [h for h in failed if not str(h.get("error", "")).startswith("batch:")]
     result = "failed" if params["aborted"] or failed_first else "succeeded"
     return {
@@ -197,7 +202,7 @@ def summarise(report):
 
 def failure_line(report):
     bad = [h for b in report["batches"] for h in b["hosts"]
-           if h.get("status") not in ("deployed", "not_started") and not str(h.get("error", "")).startswith("batch:")]
+           if h.get("status") not in ("deployed", "not_started", "vanished") and not str(h.get("error", "")).startswith("batch:")]
     return "; ".join(f"{h.get('host')} ({h.get('status')}): {h.get('error', '')}" for h in bad)
 
 

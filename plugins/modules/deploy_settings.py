@@ -100,6 +100,13 @@ options:
     description: Redeploy hosts already on the version; any boolean Ansible accepts (V(true), V(yes), V(on), V(1), ...).
     type: raw
     default: false
+  deploy_stage:
+    description:
+      - Stage the release on every target before the rollout, while they serve, so that a host's
+        time out of service is only the switch, the restart and the health gate; V(false) installs
+        it inside each host's window (slower, the fleet short of capacity longer). Any boolean.
+    type: raw
+    default: true
   deploy_lock_ttl:
     description: Seconds the deploy lock lives, at least 60.
     type: raw
@@ -151,6 +158,7 @@ EXAMPLES = r"""
     deploy_lifecycle_hooks: "{{ deploy_lifecycle_hooks | default(omit) }}"
     deploy_max_fail_percentage: "{{ deploy_max_fail_percentage }}"
     deploy_force: "{{ deploy_force }}"
+    deploy_stage: "{{ deploy_stage }}"
     deploy_lock_ttl: "{{ deploy_lock_ttl }}"
     deploy_standby_timeout: "{{ deploy_standby_timeout }}"
     deploy_health_timeout: "{{ deploy_health_timeout }}"
@@ -169,7 +177,7 @@ RETURN = r"""
 settings:
   description:
     - Every setting, normalized. Counts are integers, percentages C(N%) strings,
-      O(deploy_force) a boolean, O(deploy_capacity) lower case, O(deploy_suspend_processes) a
+      O(deploy_force) and O(deploy_stage) booleans, O(deploy_capacity) lower case, O(deploy_suspend_processes) a
       list of AWS process names (duplicates dropped), O(rollback_version) null when not given.
   returned: success
   type: dict
@@ -184,6 +192,7 @@ settings:
     deploy_lifecycle_hooks: complete
     deploy_max_fail_percentage: 0
     deploy_force: false
+    deploy_stage: true
     deploy_lock_ttl: 600
     deploy_standby_timeout: 600
     deploy_health_timeout: 600
@@ -243,6 +252,7 @@ DEFAULTS = {
     "deploy_lifecycle_hooks": "complete",
     "deploy_max_fail_percentage": 0,
     "deploy_force": False,
+    "deploy_stage": True,
     "deploy_lock_ttl": 600,
     "deploy_standby_timeout": 600,
     "deploy_health_timeout": 600,
@@ -414,6 +424,7 @@ def checks(params):
         ("deploy_max_fail_percentage", params["deploy_max_fail_percentage"],
          lambda v: percentage(v, "a whole percentage from 0 to 100 (0: the first failure stops the rollout)")),
         ("deploy_force", params["deploy_force"], flag),
+        ("deploy_stage", params["deploy_stage"], flag),
         ("deploy_lock_ttl", params["deploy_lock_ttl"], lambda v: count(v, 60, "a number of seconds of at least 60")),
         ("deploy_standby_timeout", params["deploy_standby_timeout"],
          lambda v: count(v, 1, "a number of seconds of at least 1")),

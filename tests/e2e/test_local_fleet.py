@@ -23,6 +23,7 @@ from browser import DomCounter, chromium
 
 from ec2fleet import emulator
 from ec2fleet.localfleet import containers, control
+from ec2fleet.localfleet.load import Load
 from ec2fleet.ops import plain
 
 REPO = Path(__file__).resolve().parents[2]
@@ -40,13 +41,26 @@ def env_of(state) -> dict:
             "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
 
 
-def playbook(state, name: str, *extra: str, timeout: int = 1500) -> subprocess.CompletedProcess:
+def playbook(state, name: str, *extra: str, timeout: int = 1500, env: dict | None = None) -> subprocess.CompletedProcess:
     proc = subprocess.run([str(VENV_BIN / "ansible-playbook"), "-i", INVENTORY, f"playbooks/{name}", *extra],
-                          cwd=REPO, env=env_of(state), capture_output=True, text=True, timeout=timeout)
+                          cwd=REPO, env={**env_of(state), **(env or {})}, capture_output=True, text=True, timeout=timeout)
     log = REPO / "reports" / "e2e"
     log.mkdir(parents=True, exist_ok=True)
     (log / f"{name}-{int(time.time())}.log").write_text(proc.stdout + proc.stderr)
     return proc
+
+
+def under_load(state) -> Load:
+    """Requests through the balancer for as long as the `with` block lasts (each test asserts
+    that none failed wherever the deploy promises zero downtime)."""
+    return Load(f"http://127.0.0.1:{state.data['lb_port']}/version", workers=3)
+
+
+def fresh_controller(tmp_path: Path) -> dict:
+    """What a new controller has (a CI runner, an AWX job): an empty fact cache."""
+    cache = tmp_path / "facts"
+    cache.mkdir()
+    return {"ANSIBLE_CACHE_PLUGIN_CONNECTION": str(cache)}
 
 
 def web_instances(state) -> list[dict]:
@@ -190,8 +204,12 @@ def test_second_deploy_is_refused_by_the_lock(fleet):
 
 
 def test_rolling_deploy_succeeds_and_records_the_release(fleet, tmp_path):
-    proc = playbook(fleet, "deploy.yml", "-e", "app_version=2.0.0")
+    """From a fresh controller (empty fact cache), under load: staged, then switched batch by batch."""
+    with under_load(fleet) as load:
+        proc = playbook(fleet, "deploy.yml", "-e", "app_version=2.0.0", env=fresh_controller(tmp_path))
     assert proc.returncode == 0, proc.stdout[-4000:]
+    assert load.failed == 0, load.summary()
+    assert load.versions().keys() == {"1.0.0", "2.0.0"}, load.summary()
     assert set(versions(fleet).values()) == {"2.0.0"}
     assert lb_version(fleet) == "2.0.0"
     assert_fleet_at_rest(fleet)
@@ -208,24 +226,66 @@ def test_rolling_deploy_succeeds_and_records_the_release(fleet, tmp_path):
         assert re.search(rf"^deploy: batch {n} of {batches} deployed in \d+:\d\d \| ", proc.stdout, re.M)
 
 
+def test_rollback_returns_to_the_last_good_release_with_no_artifact_on_the_controller(fleet, tmp_path):
+    """rollback.yml after a finished deploy: the release before (1.0.0), still installed on every
+    host, so the controller needs no artifact for it (moved away here) and nothing is installed;
+    from a fresh controller, under load."""
+    hidden = tmp_path / "hidden"
+    hidden.mkdir()
+    artifacts = sorted((REPO / "dist").glob(f"{APP}-1.0.0.tar.gz*"))
+    assert artifacts, "the 1.0.0 artifact should be in dist/"
+    for path in artifacts:
+        shutil.move(str(path), hidden / path.name)
+    try:
+        with under_load(fleet) as load:
+            proc = playbook(fleet, "rollback.yml", env=fresh_controller(tmp_path))
+    finally:
+        for path in hidden.iterdir():
+            shutil.move(str(path), REPO / "dist" / path.name)
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    assert "Rolling back role_web to 1.0.0" in proc.stdout
+    assert load.failed == 0, load.summary()
+    assert set(versions(fleet).values()) == {"1.0.0"}
+    assert lb_version(fleet) == "1.0.0"
+    report = report_of(proc.stdout)
+    assert report["result"] == "succeeded" and report["version"] == "1.0.0"
+    recorded = fleet.clients("ssm").get_parameter(Name=f"/{APP}/local/release")["Parameter"]["Value"]
+    assert recorded == "1.0.0"
+    assert_fleet_at_rest(fleet)
+
+
 def test_canary_failing_its_health_check_is_rolled_back_alone(fleet, tmp_path):
     for inst in web_instances(fleet):
         add_fault(fleet, inst["InstanceId"], "3.0.0")
     try:
-        proc = playbook(fleet, "deploy.yml", "-e", "app_version=3.0.0")
+        with under_load(fleet) as load:
+            proc = playbook(fleet, "deploy.yml", "-e", "app_version=3.0.0")
     finally:
         clear_faults(fleet)
+    assert load.failed == 0, load.summary()
     assert proc.returncode != 0
     report = report_of(proc.stdout)
     assert report["result"] == "failed"
     assert report["batches"][0]["state"] == "rolled_back"
     assert all(b["state"] == "not_started" for b in report["batches"][1:])
     check_html_report(proc.stdout, tmp_path)
-    assert set(versions(fleet).values()) == {"2.0.0"}
+    assert set(versions(fleet).values()) == {"1.0.0"}
     assert_fleet_at_rest(fleet)
+    # Nothing of the failed release is left where it never ran (the staging is undone).
+    staged = {i["InstanceId"]: on_host(fleet, i["InstanceId"], f"/usr/local/sbin/{APP}-release", "list").split()
+              for i in web_instances(fleet)}
+    canary = report["batches"][0]["hosts"][0]["instance_id"]
+    assert all("3.0.0" not in found for iid, found in staged.items() if iid != canary), staged
 
 
 def test_killed_mid_batch_then_rerun_completes(fleet):
+    with under_load(fleet) as load:
+        _killed_mid_batch_then_rerun(fleet)
+    assert load.failed == 0, load.summary()
+    assert_fleet_at_rest(fleet)
+
+
+def _killed_mid_batch_then_rerun(fleet):
     proc = subprocess.Popen([str(VENV_BIN / "ansible-playbook"), "-i", INVENTORY, "playbooks/deploy.yml",
                              "-e", "app_version=3.0.0"], cwd=REPO, env=env_of(fleet),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
@@ -258,20 +318,22 @@ def test_failure_in_second_batch_keeps_first_and_rolls_back_only_the_failed_batc
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     canary = None
     try:
-        deadline = time.monotonic() + 600
-        while canary is None and time.monotonic() < deadline:
-            canary = next((i["InstanceId"] for i in web_instances(fleet) if i["LifecycleState"] == "Standby"), None)
-            assert canary or proc.poll() is None, "the deploy ended before the canary entered Standby"
-            time.sleep(0.3)
-        assert canary, "no canary entered Standby"
-        for inst in web_instances(fleet):
-            if inst["InstanceId"] != canary:
-                add_fault(fleet, inst["InstanceId"], "4.0.0")
-        out, _ = proc.communicate(timeout=1500)
+        with under_load(fleet) as load:
+            deadline = time.monotonic() + 600
+            while canary is None and time.monotonic() < deadline:
+                canary = next((i["InstanceId"] for i in web_instances(fleet) if i["LifecycleState"] == "Standby"), None)
+                assert canary or proc.poll() is None, "the deploy ended before the canary entered Standby"
+                time.sleep(0.3)
+            assert canary, "no canary entered Standby"
+            for inst in web_instances(fleet):
+                if inst["InstanceId"] != canary:
+                    add_fault(fleet, inst["InstanceId"], "4.0.0")
+            out, _ = proc.communicate(timeout=1500)
     finally:
         if proc.poll() is None:
             proc.kill()
         clear_faults(fleet)
+    assert load.failed == 0, load.summary()
     assert proc.returncode != 0, out[-3000:]
     report = report_of(out)
     assert report["result"] == "failed"
@@ -316,19 +378,21 @@ def test_canary_that_stops_answering_fails_the_deploy_and_cleanup_still_runs(fle
                             env={**env_of(fleet), **quick}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     canary = None
     try:
-        deadline = time.monotonic() + 600
-        while canary is None and time.monotonic() < deadline:
-            canary = next((i["InstanceId"] for i in web_instances(fleet) if i["LifecycleState"] == "Standby"), None)
-            assert canary or proc.poll() is None, "the deploy ended before the canary entered Standby"
-            time.sleep(0.3)
-        assert canary, "no canary entered Standby"
-        containers.docker("pause", containers.container_name(fleet.name, canary))
-        out, _ = proc.communicate(timeout=900)
+        with under_load(fleet) as load:
+            deadline = time.monotonic() + 600
+            while canary is None and time.monotonic() < deadline:
+                canary = next((i["InstanceId"] for i in web_instances(fleet) if i["LifecycleState"] == "Standby"), None)
+                assert canary or proc.poll() is None, "the deploy ended before the canary entered Standby"
+                time.sleep(0.3)
+            assert canary, "no canary entered Standby"
+            containers.docker("pause", containers.container_name(fleet.name, canary))
+            out, _ = proc.communicate(timeout=900)
     finally:
         if proc.poll() is None:
             proc.kill()
         if canary:
             containers.docker("unpause", containers.container_name(fleet.name, canary), check=False)
+    assert load.failed == 0, load.summary()
     (REPO / "reports" / "e2e").mkdir(parents=True, exist_ok=True)
     (REPO / "reports" / "e2e" / f"deploy-frozen-canary-{int(time.time())}.log").write_text(out)
     assert proc.returncode != 0, out[-3000:]
@@ -385,8 +449,10 @@ def test_fixed_size_groups_deploy_each_within_its_policy_and_get_their_sizes_bac
         assert re.search(r"ASG (web|api): DesiredCapacity \d+ is at MinSize", refused.stdout), refused.stdout[-3000:]
         assert lock_value(fleet) is None and group_sizes(fleet, "web") == (size, size, size)
 
-        proc = playbook(fleet, "deploy.yml", "-e", "app_version=2.0.0")
+        with under_load(fleet) as load:
+            proc = playbook(fleet, "deploy.yml", "-e", "app_version=2.0.0")
         assert proc.returncode == 0, proc.stdout[-4000:]
+        assert load.failed == 0, load.summary()
         assert f"web: {{'min_size': {size - 1}, 'max_size': {size}, 'desired_capacity': {size}}}" in proc.stdout
         assert f"api: {{'min_size': 1, 'max_size': {api_max}, 'desired_capacity': 2}}" in proc.stdout
         report = report_of(proc.stdout)
@@ -413,43 +479,49 @@ def test_fixed_size_groups_deploy_each_within_its_policy_and_get_their_sizes_bac
             time.sleep(2)
 
 
-def test_instance_launched_during_a_deploy_ends_on_the_new_release(fleet):
-    """The group launches an instance while the rollout runs (Launch is never suspended): it boots
-    on whatever release is recorded then, and before the lock is released the deploy's sweep
-    deploys it if it is not on the new release. Either way the fleet ends on one release."""
+def test_instance_replaced_during_a_deploy_is_left_alone_and_its_replacement_ends_on_the_new_release(fleet):
+    """While the canary is out, the group terminates an instance not yet deployed (a scale-in, a
+    health replacement, a spot interruption: here the API call) and launches its replacement
+    (Launch is never suspended). The terminated host is left alone and reported as vanished, not
+    failed; the replacement boots on the release recorded then, and before the lock is released
+    the deploy's sweep deploys it if it is not on the new release. The fleet ends on one release,
+    and no request fails (AWS drains an instance before its group terminates it: so does the
+    local fleet)."""
     asg = fleet.clients("autoscaling")
     before = {i["InstanceId"] for i in web_instances(fleet)}
     proc = subprocess.Popen([str(VENV_BIN / "ansible-playbook"), "-i", INVENTORY, "playbooks/deploy.yml",
                              "-e", "app_version=3.0.0", "-e", "deploy_batch_size=1"], cwd=REPO, env=env_of(fleet),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        deadline = time.monotonic() + 600
-        while not any(i["LifecycleState"] == "Standby" for i in web_instances(fleet)):
-            assert proc.poll() is None and time.monotonic() < deadline, "the deploy ended before the canary entered Standby"
-            time.sleep(0.3)
-        # Standby lowered the desired capacity by one: one more than that launches an instance.
-        desired = asg.describe_auto_scaling_groups(AutoScalingGroupNames=["web"])["AutoScalingGroups"][0]["DesiredCapacity"]
-        asg.set_desired_capacity(AutoScalingGroupName="web", DesiredCapacity=desired + 1, HonorCooldown=False)
-        out, _ = proc.communicate(timeout=1500)
+        with under_load(fleet) as load:
+            deadline = time.monotonic() + 600
+            while not any(i["LifecycleState"] == "Standby" for i in web_instances(fleet)):
+                assert proc.poll() is None and time.monotonic() < deadline, "the deploy ended before the canary entered Standby"
+                time.sleep(0.3)
+            victim = next(i["InstanceId"] for i in web_instances(fleet) if i["LifecycleState"] == "InService")
+            asg.terminate_instance_in_auto_scaling_group(InstanceId=victim, ShouldDecrementDesiredCapacity=False)
+            out, _ = proc.communicate(timeout=1500)
     finally:
         if proc.poll() is None:
             proc.kill()
+    (REPO / "reports" / "e2e").mkdir(parents=True, exist_ok=True)
+    (REPO / "reports" / "e2e" / f"deploy-replaced-{int(time.time())}.log").write_text(out)
     assert proc.returncode == 0, out[-4000:]
+    assert load.failed == 0, load.summary()
+    report = report_of(out)
+    assert report["result"] == "succeeded"
+    statuses = {h["instance_id"]: h["status"] for b in report["batches"] for h in b["hosts"]}
+    assert statuses[victim] == "vanished", report["batches"]
+    assert victim not in report["left_out_of_service"]
     new = {i["InstanceId"] for i in web_instances(fleet)} - before
     assert len(new) == 1, new
-    # The new instance may still be bootstrapping when the deploy ends (it then takes the release
+    # The replacement may still be bootstrapping when the deploy ends (it then takes the release
     # recorded after the canary): wait for it, then every instance runs 3.0.0.
     deadline = time.monotonic() + 900
     while time.monotonic() < deadline and set(versions(fleet).values()) != {"3.0.0"}:
         time.sleep(5)
     assert set(versions(fleet).values()) == {"3.0.0"}, versions(fleet)
-    report = report_of(out)
-    assert report["result"] == "succeeded"
     assert_fleet_at_rest(fleet)
-    asg.set_desired_capacity(AutoScalingGroupName="web", DesiredCapacity=len(before), HonorCooldown=False)
-    deadline = time.monotonic() + 300
-    while len(web_instances(fleet)) != len(before) and time.monotonic() < deadline:
-        time.sleep(2)
 
 
 def _runner_events(artifacts: Path) -> list[dict]:
