@@ -221,7 +221,7 @@ def test_good_values_are_normalized(setting, value, normalized):
 def test_defaults_through_ansible_as_strings_from_extra_vars(tmp_path):
     """What -e hands over (strings) comes back typed, in check mode too, changing nothing."""
     args = {"app_version": "2.0.0", "targets": ["web-1"], "deploy_canary": "0", "deploy_batch_size": "2",
-            "deploy_force": "yes", "deploy_lock_ttl": "7200", "deploy_suspend_processes": "AZRebalance,HealthCheck"}
+            "deploy_force": "yes", "deploy_stage": "no", "deploy_lock_ttl": "7200", "deploy_suspend_processes": "AZRebalance,HealthCheck"}
     for check in (False, True):
         result = run_module("ec2fleet.fleet.deploy_settings", args, check=check)
         assert result.get("failed") is not True, result
@@ -231,7 +231,7 @@ def test_defaults_through_ansible_as_strings_from_extra_vars(tmp_path):
             "app_version": "2.0.0", "deploy_target": "role_web", "deploy_canary": 0, "deploy_batch_size": 2,
             "deploy_max_az_share": "50%", "deploy_min_healthy": "50%", "deploy_capacity": "auto",
             "deploy_lifecycle_hooks": "complete",
-            "deploy_max_fail_percentage": 0, "deploy_force": True, "deploy_lock_ttl": 7200,
+            "deploy_max_fail_percentage": 0, "deploy_force": True, "deploy_stage": False, "deploy_lock_ttl": 7200,
             "deploy_standby_timeout": 600, "deploy_health_timeout": 600, "deploy_poll_interval": 2,
             "deploy_suspend_processes": ["AZRebalance", "HealthCheck"], "deploy_keep_releases": 3,
             "rollback_version": None,
