@@ -14,7 +14,7 @@ from ansible_collections.ec2fleet.fleet.plugins.module_utils import aws as clien
 from ansible_collections.ec2fleet.fleet.plugins.module_utils import deploy as deploy_utils
 from deploy_support import REPO
 
-MODULES = ["deploy_lock", "asg_processes", "asg_standby", "target_wait", "lb_metrics"]
+MODULES = ["deploy_lock", "asg_processes", "asg_standby", "service_state", "target_wait", "lb_metrics"]
 # Every module that calls AWS (meta/runtime.yml's action group) documents its connection
 # options through the one fragment.
 AWS_MODULES = yaml.safe_load((REPO / "meta" / "runtime.yml").read_text())["action_groups"]["aws"]
@@ -94,7 +94,7 @@ def test_calls_only_through_the_one_wrapper(name):
     source = (REPO / "plugins" / "modules" / f"{name}.py").read_text()
     assert "import boto3" not in source and "boto3.client" not in source and "fleet_clients" not in source
     assert "AwsCalls(" in source
-    for utils in ("deploy.py", "deploy_html.py"):
+    for utils in ("deploy.py", "deploy_html.py", "service.py"):
         text = (REPO / "plugins" / "module_utils" / utils).read_text()
         assert "import boto3" not in text and "fleet_clients(" not in text
 

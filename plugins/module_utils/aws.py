@@ -266,7 +266,12 @@ def format_aws_error(exc, action: str = "call AWS", where: str | None = None) ->
 class AwsCalls:
     """The one AWS call wrapper of the modules: clients built from the module's AWS options
     (:data:`AWS_ARGUMENT_SPEC`), and every failure turned into a :class:`FleetAWSError` that
-    says what was tried and where."""
+    says what was tried and where.
+
+    ``api_calls`` counts the API operations made through it ({operation name: count}, e.g.
+    ``{"DescribeTargetHealth": 6}``): one botocore ``before-call`` handler per client, so calls
+    made on ``client(service)`` directly are counted too, each once however often it is retried.
+    """
 
     def __init__(self, params):
         _session, self._clients = fleet_clients(
@@ -279,9 +284,23 @@ class AwsCalls:
         )
         self.where = self._clients.where()
         self.region = self._clients.region
+        self.api_calls = {}
+        self._counted = set()
+        self._count_lock = threading.Lock()
 
     def client(self, service):
-        return self._clients(service)
+        client = self._clients(service)
+        if id(client) not in self._counted:
+            with self._count_lock:
+                if id(client) not in self._counted:
+                    client.meta.events.register("before-call", self._count)
+                    self._counted.add(id(client))
+        return client
+
+    def _count(self, model=None, **_kwargs):
+        if model is not None:
+            with self._count_lock:
+                self.api_calls[model.name] = self.api_calls.get(model.name, 0) + 1
 
     def call(self, service, operation, action, **kwargs):
         """One API operation; ``action`` says what it was for in the error line."""

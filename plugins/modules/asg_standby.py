@@ -149,15 +149,9 @@ desired_capacity:
   sample: 7
 """
 
-import time
-
 from ansible_collections.ec2fleet.fleet.plugins.module_utils.aws import AwsCalls
 from ansible_collections.ec2fleet.fleet.plugins.module_utils.deploy import (
-    ENTERING_STANDBY,
-    HEALTHY,
     IN_SERVICE,
-    LEAVING_STANDBY,
-    NOT_REGISTERED,
     STANDBY,
     DeployError,
     argument_spec,
@@ -167,12 +161,21 @@ from ansible_collections.ec2fleet.fleet.plugins.module_utils.deploy import (
     require_ec2_instance,
     run_module,
     target_states,
-    wait_for_lifecycle,
-    wait_for_targets,
+)
+from ansible_collections.ec2fleet.fleet.plugins.module_utils.service import (
+    DEFAULT_INSERVICE_TIMEOUT,
+    IN,
+    OUT,
+    LaunchHooks,
+    capacity_refusal,
+    drain_timeout,
+    standby_step,
+    wait_one,
 )
 
-DEFAULT_INSERVICE_TIMEOUT = 600
-DRAIN_MARGIN = 120
+# LaunchHooks (ExitStandby's launch lifecycle hooks) lives in module_utils/service.py now, and stays
+# importable from here.
+__all__ = ["ARGUMENT_SPEC", "LaunchHooks", "main", "run"]
 
 
 def locate(aws, instance_id, asg_name):
@@ -187,122 +190,60 @@ def locate(aws, instance_id, asg_name):
     return record
 
 
+def waited(result, outcome, lifecycle_state):
+    """The wait's outcome (service.wait_one) into the module's result."""
+    result.update(lifecycle_state=lifecycle_state, target_states=outcome["target_states"],
+                  lifecycle_wait_seconds=outcome["lifecycle_wait_seconds"],
+                  target_wait_seconds=outcome["target_wait_seconds"])
+    return outcome["target_wait_seconds"], outcome["target_states"]
+
+
 def enter_standby(module, aws, group, record, result):
     params = module.params
     instance_id, name = params["instance_id"], group["AutoScalingGroupName"]
-    state = record["LifecycleState"]
-    changed = False
-    if state == IN_SERVICE:
+    changed = standby_step(instance_id, record["LifecycleState"], OUT) == "call"
+    if changed:
         decrement = params["should_decrement_desired_capacity"]
-        if decrement and group["DesiredCapacity"] - 1 < group["MinSize"]:
-            raise DeployError(f"cannot put {instance_id} in Standby decrementing {name}'s desired capacity: "
-                              f"{group['DesiredCapacity']} - 1 is below the group's minimum size {group['MinSize']} "
-                              f"(lower MinSize, or use should_decrement_desired_capacity: false)")
-        changed = True
+        refusal = capacity_refusal(group, [instance_id], OUT, decrement)
+        if refusal:
+            raise DeployError(refusal)
         if module.check_mode:
             return dict(result, changed=True, msg=f"would put {instance_id} in Standby in {name}")
         aws.call("autoscaling", "enter_standby", f"put {instance_id} in Standby",
                  AutoScalingGroupName=name, InstanceIds=[instance_id], ShouldDecrementDesiredCapacity=decrement)
-    elif state not in ENTERING_STANDBY and state != STANDBY:
-        raise DeployError(f"cannot put {instance_id} in Standby: its lifecycle state is {state} (needs InService)")
-    if module.check_mode or not params["wait"]:
-        verb = "entered" if changed else "already in"
-        return dict(result, changed=changed, msg=f"{instance_id} {verb} Standby in {name} (not waited)")
-    timeout = params["timeout"] or max(result["deregistration_delays"].values(), default=0) + DRAIN_MARGIN
-    result["lifecycle_wait_seconds"] = wait_for_lifecycle(
-        aws, instance_id, STANDBY, ENTERING_STANDBY | {IN_SERVICE}, timeout, params["poll_interval"])
-    result["lifecycle_state"] = STANDBY
-    waited, states = wait_for_targets(aws, result["target_groups"], instance_id, NOT_REGISTERED, timeout,
-                                      params["poll_interval"])
-    result.update(target_wait_seconds=waited, target_states=states)
     verb = "entered" if changed else "already in"
+    if module.check_mode or not params["wait"]:
+        return dict(result, changed=changed, msg=f"{instance_id} {verb} Standby in {name} (not waited)")
+    timeout = params["timeout"] or drain_timeout(result["deregistration_delays"])
+    outcome = wait_one(aws, instance_id, name, result["target_groups"], OUT, timeout, params["poll_interval"])
+    seconds, states = waited(result, outcome, STANDBY)
     return dict(result, changed=changed,
                 msg=f"{instance_id} {verb} Standby in {name}; deregistered from {len(states)} target group(s) "
-                    f"after {waited}s")
-
-
-class LaunchHooks:
-    """ExitStandby runs the group's launch lifecycle hooks: the instance waits in Pending:Wait
-    until each is completed (or its heartbeat timeout passes and the default result applies).
-    ``complete``: the instance was in service before Standby and the deploy's health gates check
-    it, so the deploy completes them with CONTINUE. ``heartbeat``: something else completes them
-    (a hook's owner that must run on every return to service); the deploy keeps them from timing
-    out while it waits."""
-
-    HEARTBEAT_EVERY = 60.0
-
-    def __init__(self, aws, group_name, instance_id, mode):
-        self.aws, self.group_name, self.instance_id, self.mode = aws, group_name, instance_id, mode
-        self.handled = []
-        self._hooks = None
-        self._last_beat = None
-
-    def names(self):
-        if self._hooks is None:
-            hooks = self.aws.call("autoscaling", "describe_lifecycle_hooks",
-                                  f"describe the lifecycle hooks of {self.group_name}",
-                                  AutoScalingGroupName=self.group_name)["LifecycleHooks"]
-            self._hooks = sorted(h["LifecycleHookName"] for h in hooks
-                                 if h.get("LifecycleTransition") == "autoscaling:EC2_INSTANCE_LAUNCHING")
-        return self._hooks
-
-    def on_state(self, state):
-        if state != "Pending:Wait":
-            return
-        now = time.monotonic()
-        if self.mode == "complete":
-            for name in self.names():
-                if name in self.handled:
-                    continue
-                self.aws.call("autoscaling", "complete_lifecycle_action",
-                              f"complete lifecycle hook {name} for {self.instance_id}",
-                              AutoScalingGroupName=self.group_name, LifecycleHookName=name,
-                              InstanceId=self.instance_id, LifecycleActionResult="CONTINUE")
-                self.handled.append(name)
-        elif self._last_beat is None or now - self._last_beat >= self.HEARTBEAT_EVERY:
-            for name in self.names():
-                self.aws.call("autoscaling", "record_lifecycle_action_heartbeat",
-                              f"heartbeat lifecycle hook {name} for {self.instance_id}",
-                              AutoScalingGroupName=self.group_name, LifecycleHookName=name,
-                              InstanceId=self.instance_id)
-                if name not in self.handled:
-                    self.handled.append(name)
-            self._last_beat = now
+                    f"after {seconds}s")
 
 
 def exit_standby(module, aws, group, record, result):
     params = module.params
     instance_id, name = params["instance_id"], group["AutoScalingGroupName"]
-    state = record["LifecycleState"]
-    changed = False
-    if state == STANDBY:
-        changed = True
-        if group["DesiredCapacity"] + 1 > group["MaxSize"]:
-            raise DeployError(f"cannot move {instance_id} out of Standby: {name}'s desired capacity "
-                              f"{group['DesiredCapacity']} + 1 would exceed its maximum size {group['MaxSize']} "
-                              f"(raise MaxSize, or lower the desired capacity first)")
+    changed = standby_step(instance_id, record["LifecycleState"], IN) == "call"
+    if changed:
+        refusal = capacity_refusal(group, [instance_id], IN)
+        if refusal:
+            raise DeployError(refusal)
         if module.check_mode:
             return dict(result, changed=True, msg=f"would move {instance_id} out of Standby in {name}")
         aws.call("autoscaling", "exit_standby", f"move {instance_id} out of Standby",
                  AutoScalingGroupName=name, InstanceIds=[instance_id])
-    elif state != IN_SERVICE and state not in LEAVING_STANDBY:
-        raise DeployError(f"cannot return {instance_id} to service: its lifecycle state is {state}")
+    verb = "left" if changed else "already out of"
     if module.check_mode or not params["wait"]:
-        verb = "left" if changed else "already out of"
         return dict(result, changed=changed, msg=f"{instance_id} {verb} Standby in {name} (not waited)")
     timeout = params["timeout"] or DEFAULT_INSERVICE_TIMEOUT
-    hooks = LaunchHooks(aws, name, instance_id, params["lifecycle_hooks"])
-    result["lifecycle_wait_seconds"] = wait_for_lifecycle(
-        aws, instance_id, IN_SERVICE, LEAVING_STANDBY | {STANDBY}, timeout, params["poll_interval"],
-        on_state=hooks.on_state)
-    result["lifecycle_hooks"] = hooks.handled
-    result["lifecycle_state"] = IN_SERVICE
-    waited, states = wait_for_targets(aws, result["target_groups"], instance_id, HEALTHY, timeout,
-                                      params["poll_interval"])
-    result.update(target_wait_seconds=waited, target_states=states)
-    verb = "left" if changed else "already out of"
+    outcome = wait_one(aws, instance_id, name, result["target_groups"], IN, timeout, params["poll_interval"],
+                       params["lifecycle_hooks"])
+    result["lifecycle_hooks"] = outcome["lifecycle_hooks"]
+    seconds, states = waited(result, outcome, IN_SERVICE)
     return dict(result, changed=changed,
-                msg=f"{instance_id} {verb} Standby in {name}; healthy in {len(states)} target group(s) after {waited}s")
+                msg=f"{instance_id} {verb} Standby in {name}; healthy in {len(states)} target group(s) after {seconds}s")
 
 
 def run(module):

@@ -128,7 +128,6 @@ waited_seconds:
 
 from ansible_collections.ec2fleet.fleet.plugins.module_utils.aws import AwsCalls
 from ansible_collections.ec2fleet.fleet.plugins.module_utils.deploy import (
-    DRAINING_STATES,
     HEALTHY,
     NOT_REGISTERED,
     DeployError,
@@ -141,11 +140,19 @@ from ansible_collections.ec2fleet.fleet.plugins.module_utils.deploy import (
     run_module,
     target_states,
     tg_name,
-    wait_for_targets,
+)
+from ansible_collections.ec2fleet.fleet.plugins.module_utils.service import (
+    IN,
+    OUT,
+    drain_timeout,
+    registered_on,
+    target_groups,
+    target_type_error,
+    to_deregister,
+    wait_one,
 )
 
 DEFAULT_HEALTH_TIMEOUT = 300
-DRAIN_MARGIN = 120
 
 
 def choose_target_groups(aws, params):
@@ -163,25 +170,17 @@ def choose_target_groups(aws, params):
     return sorted(g["TargetGroupArn"] for g in groups if target_states(aws, g["TargetGroupArn"], params["instance_id"]))
 
 
-def group_details(aws, arns):
-    """{arn: TargetGroup} for the ports and target types."""
-    if not arns:
-        return {}
-    groups = aws.call("elbv2", "describe_target_groups", "describe target groups", TargetGroupArns=arns)["TargetGroups"]
-    return {g["TargetGroupArn"]: g for g in groups}
-
-
 def register(module, aws, arns, result):
     params = module.params
     instance_id = params["instance_id"]
-    details = group_details(aws, arns)
+    details = target_groups(aws, arns) if arns else {}
     for arn in arns:
         group = details[arn]
-        if group.get("TargetType", "instance") != "instance":
-            raise DeployError(f"target group {tg_name(arn)} has target type {group['TargetType']}; "
-                              f"this module registers instances")
+        error = target_type_error(arn, group)
+        if error:
+            raise DeployError(error)
         port = params["port"] or group["Port"]
-        if any(e["port"] == port for e in target_states(aws, arn, instance_id)):
+        if registered_on(target_states(aws, arn, instance_id), port):
             continue
         result["registered_now"].append(arn)
         if not module.check_mode:
@@ -193,9 +192,7 @@ def deregister(module, aws, arns, result):
     params = module.params
     instance_id = params["instance_id"]
     for arn in arns:
-        entries = [e for e in target_states(aws, arn, instance_id)
-                   if e["state"] not in DRAINING_STATES
-                   and (params["port"] is None or e["port"] == params["port"])]
+        entries = to_deregister(target_states(aws, arn, instance_id), params["port"])
         if not entries:
             continue
         result["deregistered_now"].append(arn)
@@ -228,9 +225,10 @@ def run(module):
         return dict(result, changed=changed, msg=f"{instance_id}: {prefix} in {len(arns)} target group(s) (not waited)")
     timeout = params["timeout"]
     if timeout is None:
-        timeout = (max(result["deregistration_delays"].values(), default=0) + DRAIN_MARGIN
-                   if want == NOT_REGISTERED else DEFAULT_HEALTH_TIMEOUT)
-    waited, states = wait_for_targets(aws, arns, instance_id, want, timeout, params["poll_interval"])
+        timeout = drain_timeout(result["deregistration_delays"]) if want == NOT_REGISTERED else DEFAULT_HEALTH_TIMEOUT
+    # An instance outside any group as far as the wait goes: its target groups only.
+    outcome = wait_one(aws, instance_id, None, arns, IN if want == HEALTHY else OUT, timeout, params["poll_interval"])
+    waited, states = outcome["target_wait_seconds"], outcome["target_states"]
     result.update(waited_seconds=waited, target_states=states)
     return dict(result, changed=changed, msg=f"{instance_id} {goal} in {len(arns)} target group(s) after {waited}s")
 
