@@ -40,9 +40,12 @@ def test_lines_follow_the_batches_with_counts_elapsed_and_an_estimate():
         {"event": "host", "host": "c", "phase": "out"})[0]
     failed = p.handle({"event": "host", "host": "c", "phase": "failed", "reason": "health check timed out"})
     assert failed[0].startswith("deploy: batch 2 of 3: c FAILED: health check timed out | ")
+    # The coordinator reports the batch's return to service at once, for the hosts that made it.
+    assert p.handle({"event": "host", "hosts": ["b", "zz"], "phase": "in"}) == []
+    assert p.handle({"event": "host", "hosts": [], "phase": "in"}) == []
     now.t += 80
     assert p.handle({"event": "batch_end", "batch": 2, "state": "rolled_back"})[0].startswith(
-        "deploy: batch 2 of 3 rolled_back in 1:20 | out of service 2/2, healthy 0/2, back in service 0/2, failed 1 |")
+        "deploy: batch 2 of 3 rolled_back in 1:20 | out of service 2/2, healthy 0/2, back in service 1/2, failed 1 |")
 
 
 def test_other_facts_print_nothing():

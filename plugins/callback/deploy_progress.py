@@ -100,9 +100,12 @@ class DeployProgress:
             if phase == "failed":
                 self.failed.append(host)
                 return [f"{self.head()}: {host} FAILED: {event.get('reason', '')} | {self.counts()} | {self.tail()}"]
-            if phase not in PHASES or host not in self.hosts:
+            # One host, or several at once (the batch's coordinator reports its service steps).
+            named = [h for h in (event.get("hosts") or [host]) if h in self.hosts]
+            if phase not in PHASES or not named:
                 return []
-            self.phases.setdefault(host, set()).add(phase)
+            for name in named:
+                self.phases.setdefault(name, set()).add(phase)
             if all(phase in self.phases.get(h, ()) for h in self.hosts):
                 return [f"{self.head()}: all {PHASE_WORDS[phase]} | {self.counts()} | {self.tail()}"]
             return []

@@ -207,8 +207,11 @@ def _plain(value):
     return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
+FAILED_STATUSES = ("rolled_back", "rollback_failed", "unreachable", "not_deployed", "failed")
+
+
 def _primary_failure(host):
-    return host.get("status") in ("rolled_back", "rollback_failed", "unreachable", "not_deployed", "failed") and not str(host.get("error", "")).startswith("batch:")
+    return host.get("status") in FAILED_STATUSES and not str(host.get("error", "")).startswith("batch:")
 
 
 def _start_epoch(report, hosts, points):

@@ -27,7 +27,8 @@ FAILED = ("rolled_back", "rollback_failed", "unreachable", "not_deployed", "fail
 # Lifecycle states in which an instance is out of service, to be put back or kept on record.
 OUT_STATES = ("Standby", "EnteringStandby", "Pending", "Pending:Wait", "Pending:Proceed")
 # Lifecycle states (or their absence) of an instance that is going or gone.
-GONE_STATES = ("Terminating", "Terminating:Wait", "Terminating:Proceed", "Terminated", "Detaching", "Detached", "absent")
+# (ec2fleet.fleet.service_state says "detached" for an instance no longer in its group.)
+GONE_STATES = ("Terminating", "Terminating:Wait", "Terminating:Proceed", "Terminated", "Detaching", "Detached", "detached")
 
 
 def coordinator_name(batch):
@@ -90,10 +91,10 @@ def _times(result, service, instance_id):
     own = result.get("times") or {}
     out_entry = _service_entry(service, "out", instance_id)
     in_entry = _service_entry(service, "in", instance_id)
-    times = {k: v for k, v in {"out": batch.get("out"), "drained": batch.get("drained"),
-                                "installed": own.get("activated"), "healthy": own.get("activated"),
-                                "rollback": own.get("rollback"), "done": own.get("done"),
-                                "in": batch.get("back")}.items() if v is not None}
+    steps = {"out": batch.get("out"), "drained": batch.get("drained"), "installed": own.get("activated"),
+             "healthy": own.get("activated"), "rollback": own.get("rollback"), "done": own.get("done"),
+             "in": batch.get("back")}
+    times = {k: v for k, v in steps.items() if v is not None}
     waits = sum(float(e.get(k) or 0) for e in (out_entry, in_entry)
                 for k in ("lifecycle_wait_seconds", "target_wait_seconds"))
     seconds = {"waits": round(waits, 2)}
