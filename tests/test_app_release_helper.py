@@ -7,12 +7,14 @@ prune also run on releases created by marker file only (the helper counts a dire
 
 from __future__ import annotations
 
+import fcntl
 import io
 import json
 import subprocess
 import sys
 import tarfile
 import threading
+import time
 from pathlib import Path
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
@@ -176,3 +178,96 @@ def test_missing_settings_file(tmp_path):
     run = subprocess.run([sys.executable, str(HELPER), "--config", str(tmp_path / "none"), "list"],
                          capture_output=True, text=True)
     assert run.returncode == 2 and "not found" in run.stderr
+
+
+def test_status_on_a_new_host(tmp_path):
+    """No root yet (the role reads status right after writing the settings): exit 0, nothing."""
+    root = tmp_path / "opt" / "sampleapp"
+    config = tmp_path / "sampleapp-release"
+    config.write_text(f"APP_NAME=sampleapp\nAPP_ROOT={root}\nAPP_SERVICE=x.service\nAPP_HEALTH_URL=http://127.0.0.1:9/\n")
+    run = helper(root, "status")
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == '{"current": null, "installed": [], "previous": null}\n'
+    assert not root.exists()  # read-only: not even the lock file
+
+
+def test_status_reports_current_previous_and_installed(root):
+    assert result_of(helper(root, "status")) == {"current": None, "previous": None, "installed": []}
+    fake_release(root, "2.0.0", 2)
+    fake_release(root, "1.0.0", 1)
+    fake_release(root, "3.0.0", 3)
+    (root / "releases" / "4.0.0").mkdir()  # half-installed: not a release
+    helper(root, "activate", "1.0.0", "--no-restart")
+    helper(root, "activate", "2.0.0", "--no-restart")
+    assert result_of(helper(root, "status")) == {
+        "current": "2.0.0", "previous": "1.0.0", "installed": ["1.0.0", "2.0.0", "3.0.0"]}
+
+
+def test_remove_drops_a_release_and_its_artifact(root):
+    fake_release(root, "1.0.0", 1)
+    fake_release(root, "2.0.0", 2)
+    fake_release(root, "3.0.0", 3)
+    (root / "artifacts").mkdir()
+    for version in ("1.0.0", "2.0.0", "3.0.0"):
+        (root / "artifacts" / f"sampleapp-{version}.tar.gz").write_text("x")
+    helper(root, "activate", "1.0.0", "--no-restart")
+    helper(root, "activate", "2.0.0", "--no-restart")  # current 2.0.0, previous 1.0.0
+
+    run = helper(root, "remove", "3.0.0")
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout) == {"changed": True, "version": "3.0.0", "removed": [
+        str(root / "releases" / "3.0.0"), str(root / "artifacts" / "sampleapp-3.0.0.tar.gz")]}
+    assert len(run.stdout.splitlines()) == 1
+    assert not (root / "releases" / "3.0.0").exists()
+    assert not (root / "artifacts" / "sampleapp-3.0.0.tar.gz").exists()
+    assert helper(root, "list").stdout.split() == ["1.0.0", "2.0.0"]
+    # Idempotent: gone is gone.
+    assert result_of(helper(root, "remove", "3.0.0")) == {"changed": False, "version": "3.0.0", "removed": []}
+    assert result_of(helper(root, "remove", "9.9.9"))["changed"] is False
+
+    # current and previous are refused, with one line on stderr and nothing removed.
+    for version, role in (("2.0.0", "current"), ("1.0.0", "previous")):
+        run = helper(root, "remove", version)
+        assert run.returncode == 6
+        assert run.stdout == ""
+        assert run.stderr.strip().splitlines() == [f"app-release: release {version} is {role}: refusing to remove it"]
+        assert (root / "releases" / version / ".installed.json").exists()
+        assert (root / "artifacts" / f"sampleapp-{version}.tar.gz").exists()
+    assert helper(root, "remove", "../1.0.0").returncode == 2
+
+
+def test_remove_cleans_a_half_installed_release(root):
+    half = root / "releases" / "4.0.0"
+    (half / "venv" / "bin").mkdir(parents=True)  # a failed install left this (no marker)
+    (root / "artifacts").mkdir()
+    (root / "artifacts" / "sampleapp-4.0.0.tar.gz").write_text("x")
+    assert result_of(helper(root, "remove", "4.0.0"))["changed"] is True
+    assert list((root / "releases").iterdir()) == []
+    assert list((root / "artifacts").iterdir()) == []
+    # Only the artifact copy left (install failed before unpacking): removed too.
+    (root / "artifacts" / "sampleapp-5.0.0.tar.gz").write_text("x")
+    assert result_of(helper(root, "remove", "5.0.0"))["removed"] == [str(root / "artifacts" / "sampleapp-5.0.0.tar.gz")]
+
+
+def test_remove_on_a_new_host_changes_nothing(tmp_path):
+    root = tmp_path / "opt" / "sampleapp"
+    config = tmp_path / "sampleapp-release"
+    config.write_text(f"APP_NAME=sampleapp\nAPP_ROOT={root}\nAPP_SERVICE=x.service\nAPP_HEALTH_URL=http://127.0.0.1:9/\n")
+    assert result_of(helper(root, "remove", "1.0.0")) == {"changed": False, "version": "1.0.0", "removed": []}
+    assert not root.exists()
+
+
+def test_remove_waits_for_the_release_lock(root):
+    """remove takes the same flock as install/activate/prune: it never deletes under them."""
+    fake_release(root, "1.0.0", 1)
+    with open(root / ".release.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        proc = subprocess.Popen([sys.executable, str(HELPER), "--config", str(config_of(root)), "remove", "1.0.0"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(1)
+        assert proc.poll() is None  # blocked on the lock
+        assert (root / "releases" / "1.0.0").exists()
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert json.loads(out)["changed"] is True
+    assert not (root / "releases" / "1.0.0").exists()

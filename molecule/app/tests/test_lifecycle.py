@@ -1,4 +1,6 @@
-"""Release lifecycle through nginx: deploy, redeploy, roll back, refuse bad artifacts, prune.
+"""Release lifecycle through nginx: deploy, redeploy, roll back, refuse bad artifacts, prune;
+then a deploy's separate steps (phases.yml): stage while serving, activate, unstage; and a
+converge whose only change is the env file (one restart).
 
 The steps build on each other and run in file order against the converged instance (1.0.0).
 Releases (prepare.yml): 1.0.0-5.0.0 healthy, 6.0.0 never healthy. app_keep_releases is 2.
@@ -6,6 +8,8 @@ Releases (prepare.yml): 1.0.0-5.0.0 healthy, 6.0.0 never healthy. app_keep_relea
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 
 from conftest import http_get, run_playbook
@@ -123,3 +127,95 @@ def test_10_releases_pruned_to_keep(host):
     assert releases(host) == ["3.0.0", "4.0.0"]
     assert host_artifacts(host) == ["sampleapp-3.0.0.tar.gz", "sampleapp-4.0.0.tar.gz"]
     assert sorted(host.check_output(f"ls {ROOT}/releases").split()) == ["3.0.0", "4.0.0"]
+
+
+# A deploy's steps, each a play of one run (phases.yml), with a config change staged alongside.
+NEW_ENV = json.dumps({"app_env": {"SAMPLEAPP_GREETING": "Hello from the stage"}})
+
+
+def phases(version: str, *steps: str, env: str | None = None):
+    args = ["-e", f"app_version={version}", "-e", json.dumps({"app_phases": list(steps)})]
+    return run_playbook("phases.yml", *args, *(["-e", env] if env else []))
+
+
+def changed_tasks(output: str, play: str) -> list[str]:
+    """The tasks of one play of a run's output that reported a change."""
+    section = output.split(f"PLAY [{play}]", 1)[1].split("\nPLAY ", 1)[0]
+    return [task.split("]", 1)[0] for task in section.split("TASK [")[1:] if re.search(r"^changed: ", task, re.MULTILINE)]
+
+
+def main_pid(host) -> str:
+    return host.check_output("systemctl show -p MainPID --value sampleapp")
+
+
+def starts(host) -> int:
+    """gunicorn starts the journal has seen (restarts included)."""
+    return int(host.check_output("journalctl -u sampleapp -o cat --no-pager | grep -c 'Starting gunicorn' || true"))
+
+
+def test_11_stage_leaves_the_running_release_alone(host):
+    pid, started = main_pid(host), starts(host)
+    env_file = host.file(f"{ROOT}/shared/sampleapp.env").content_string
+    run = phases("5.0.0", "stage", env=NEW_ENV)
+    assert run.rc == 0, run.output[-3000:]
+    assert run.changed == 2, run.output[-3000:]  # the artifact copy and the install, nothing else
+    assert json.loads(host.check_output("sampleapp-release status")) == {
+        "current": "4.0.0", "previous": "3.0.0", "installed": ["3.0.0", "4.0.0", "5.0.0"]}
+    assert serving(host) == "4.0.0"
+    # The service was not touched, and the new env file waits for activate.
+    assert (main_pid(host), starts(host)) == (pid, started)
+    assert host.file(f"{ROOT}/shared/sampleapp.env").content_string == env_file
+    assert http_get("/").body.decode() == "Hello from molecule 4.0.0\n"
+
+
+def test_12_second_stage_changes_nothing_then_activate_restarts_once(host):
+    started = starts(host)
+    run = phases("5.0.0", "stage", "activate", env=NEW_ENV)
+    assert run.rc == 0, run.output[-3000:]
+    # Staging 5.0.0 again changes nothing; activate writes the staged env change and switches
+    # (its one restart): no unit write, no reload, no extra restart.
+    assert changed_tasks(run.output, "Stage the release while the host serves") == []
+    assert changed_tasks(run.output, "Activate the staged release") == [
+        "ec2fleet.fleet.app : Write the environment file (config and secrets)",
+        "ec2fleet.fleet.app : Activate release 5.0.0",
+    ]
+    assert serving(host) == "5.0.0"
+    assert host.check_output("sampleapp-release previous") == "4.0.0"
+    assert http_get("/").body.decode() == "Hello from the stage 5.0.0\n"
+    assert starts(host) == started + 1
+
+
+def test_13_unstage_removes_what_the_stage_installed(host):
+    before, pid = releases(host), main_pid(host)
+    assert "2.0.0" not in before  # pruned by test_10
+    run = phases("2.0.0", "stage", "unstage", env=NEW_ENV)
+    assert run.rc == 0, run.output[-3000:]
+    assert run.changed == 3, run.output[-3000:]  # artifact copy, install, remove
+    assert releases(host) == before
+    assert "sampleapp-2.0.0.tar.gz" not in host_artifacts(host)
+    assert not host.file(f"{ROOT}/releases/2.0.0").exists
+    assert serving(host) == "5.0.0"
+    assert main_pid(host) == pid
+
+
+def test_14_remove_refuses_current_and_previous(host):
+    for version, role in (("5.0.0", "current"), ("4.0.0", "previous")):
+        run = host.run(f"sampleapp-release remove {version}")
+        assert run.rc == 6
+        assert f"release {version} is {role}: refusing to remove it" in run.stderr
+    assert releases(host) == ["3.0.0", "4.0.0", "5.0.0"]
+
+
+def test_15_converge_with_only_a_config_change_restarts_once(host):
+    """The role's main on the running version: the env file changed back, one restart applies it."""
+    started = starts(host)
+    run = deploy("5.0.0")  # app_env from the inventory again
+    assert run.rc == 0, run.output[-3000:]
+    assert changed_tasks(run.output, "Deploy the app") == [
+        "ec2fleet.fleet.app : Write the environment file (config and secrets)",
+        "ec2fleet.fleet.app : Restart the app for its new unit or environment",
+        "ec2fleet.fleet.app : Prune releases beyond 2",  # 3.0.0: neither current nor previous
+    ]
+    assert releases(host) == ["4.0.0", "5.0.0"]
+    assert http_get("/").body.decode() == "Hello from molecule 5.0.0\n"
+    assert starts(host) == started + 1
