@@ -90,6 +90,14 @@ def _names_by_instance(state) -> dict[str, str]:
     return {name: hv.get("ec2_instance_id") for name, hv in hostvars.items()}
 
 
+def registered_anywhere(state, iid: str) -> bool:
+    """Whether any target group still has the instance (registered, or draining)."""
+    elb = state.clients("elbv2")
+    return any(d["Target"]["Id"] == iid
+               for tg in elb.describe_target_groups()["TargetGroups"]
+               for d in elb.describe_target_health(TargetGroupArn=tg["TargetGroupArn"])["TargetHealthDescriptions"])
+
+
 def lock_value(state):
     try:
         value = state.clients("ssm").get_parameter(Name=f"/{APP}/local/deploy-lock")["Parameter"]["Value"]
@@ -385,6 +393,11 @@ def test_canary_that_stops_answering_fails_the_deploy_and_cleanup_still_runs(fle
                 assert canary or proc.poll() is None, "the deploy ended before the canary entered Standby"
                 time.sleep(0.3)
             assert canary, "no canary entered Standby"
+            # Frozen once drained: requests in flight to a host that freezes fail anywhere; what
+            # is tested is that none is sent to it, and what the deploy does next.
+            while registered_anywhere(fleet, canary):
+                assert proc.poll() is None and time.monotonic() < deadline, "the canary was never drained"
+                time.sleep(0.2)
             containers.docker("pause", containers.container_name(fleet.name, canary))
             out, _ = proc.communicate(timeout=900)
     finally:
