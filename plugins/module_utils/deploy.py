@@ -7,8 +7,6 @@ builds a client itself.
 
 from __future__ import annotations
 
-import time
-
 from ansible_collections.ec2fleet.fleet.plugins.module_utils.aws import (
     AWS_ARGUMENT_SPEC,
     FLEET_AWS_ERRORS,
@@ -197,47 +195,3 @@ def state_line(arn, entries):
         why = ": ".join(x for x in (e["reason"], e["description"]) if x)
         parts.append(f"port {e['port']} {e['state']}" + (f" ({why})" if why else ""))
     return f"{tg_name(arn)}: " + ", ".join(parts)
-
-
-def wait_for_targets(aws, arns, instance_id, want, timeout, poll_interval, sleep=time.sleep):
-    """Wait until the instance is ``want`` ("healthy" or "absent") in every target group.
-
-    Returns ``(waited_seconds, {arn: entries})``; raises DeployError on timeout with each target
-    group's current state and reason.
-    """
-    start = time.monotonic()
-    while True:
-        states = {arn: target_states(aws, arn, instance_id) for arn in arns}
-        if all(summarize(entries) == want for entries in states.values()):
-            return round(time.monotonic() - start, 1), states
-        elapsed = time.monotonic() - start
-        if elapsed >= timeout:
-            pending = [state_line(arn, entries) for arn, entries in states.items() if summarize(entries) != want]
-            goal = "healthy" if want == HEALTHY else "deregistered"
-            raise DeployError(
-                f"{instance_id} not {goal} in every target group after {elapsed:.0f}s: " + "; ".join(pending)
-            )
-        sleep(min(poll_interval, max(timeout - elapsed, 0.05)))
-
-
-def wait_for_lifecycle(aws, instance_id, want, passing, timeout, poll_interval, sleep=time.sleep, on_state=None):
-    """Wait until the instance's Auto Scaling lifecycle state is ``want``.
-
-    ``passing`` are the states it may go through on the way; any other state fails at once.
-    ``on_state(state)`` is called on each poll that finds a passing state (lifecycle hooks).
-    Returns the waited seconds.
-    """
-    start = time.monotonic()
-    while True:
-        record = asg_instance(aws, instance_id)
-        state = record["LifecycleState"] if record else "detached"
-        if state == want:
-            return round(time.monotonic() - start, 1)
-        if on_state is not None and state in passing:
-            on_state(state)
-        if state not in passing:
-            raise DeployError(f"{instance_id} went to lifecycle state {state} while waiting for {want}")
-        elapsed = time.monotonic() - start
-        if elapsed >= timeout:
-            raise DeployError(f"{instance_id} still {state} after {elapsed:.0f}s, waiting for {want}")
-        sleep(min(poll_interval, max(timeout - elapsed, 0.05)))
