@@ -22,13 +22,17 @@ _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 class Load:
     """``with Load(url, workers) as load: ...``; then ``load.samples`` ([(second, outcome)]),
-    ``load.errors`` (failure -> count), ``load.failed`` and ``load.sent``."""
+    ``load.errors`` (failure -> count), ``load.failed`` and ``load.sent``. ``pause`` (seconds
+    between a worker's requests) bounds the rate: 0 sends as fast as the fleet answers (the
+    benchmark), a tenth of a second keeps a test's load from taking the machine's CPU from the
+    deploy it watches."""
 
-    def __init__(self, url: str, workers: int = 4):
+    def __init__(self, url: str, workers: int = 4, pause: float = 0.0):
         if not url.startswith(("http://127.0.0.1:", "http://localhost:")):
             raise ValueError(f"load goes to loopback only, not {url}")
         self.url = url
         self.workers = workers
+        self.pause = pause
         self.stop = threading.Event()
         self.lock = threading.Lock()
         self.samples: list[tuple[int, str]] = []
@@ -66,6 +70,8 @@ class Load:
                     self.errors[outcome] += 1
                 if len(self.samples) >= MAX_REQUESTS or second >= MAX_SECONDS:
                     self.stop.set()
+            if self.pause:
+                self.stop.wait(self.pause)
 
     def __enter__(self):
         self.start = time.monotonic()
