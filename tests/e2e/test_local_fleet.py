@@ -93,6 +93,18 @@ def _names_by_instance(state) -> dict[str, str]:
     return {name: hv.get("ec2_instance_id") for name, hv in hostvars.items()}
 
 
+def wait_for_canary(state, proc, timeout: float = 600) -> str:
+    """The instance id of the first host the running deploy `proc` put in Standby."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        canary = next((i["InstanceId"] for i in web_instances(state) if i["LifecycleState"] == "Standby"), None)
+        if canary:
+            return canary
+        assert proc.poll() is None, "the deploy ended before the canary entered Standby"
+        time.sleep(0.3)
+    pytest.fail("no canary entered Standby")
+
+
 def registered_anywhere(state, iid: str) -> bool:
     """Whether any target group still has the instance (registered, or draining)."""
     elb = state.clients("elbv2")
@@ -330,12 +342,7 @@ def test_failure_in_second_batch_keeps_first_and_rolls_back_only_the_failed_batc
     canary = None
     try:
         with under_load(fleet) as load:
-            deadline = time.monotonic() + 600
-            while canary is None and time.monotonic() < deadline:
-                canary = next((i["InstanceId"] for i in web_instances(fleet) if i["LifecycleState"] == "Standby"), None)
-                assert canary or proc.poll() is None, "the deploy ended before the canary entered Standby"
-                time.sleep(0.3)
-            assert canary, "no canary entered Standby"
+            canary = wait_for_canary(fleet, proc)
             for inst in web_instances(fleet):
                 if inst["InstanceId"] != canary:
                     add_fault(fleet, inst["InstanceId"], "4.0.0")
@@ -390,14 +397,10 @@ def test_canary_that_stops_answering_fails_the_deploy_and_cleanup_still_runs(fle
     canary = None
     try:
         with under_load(fleet) as load:
-            deadline = time.monotonic() + 600
-            while canary is None and time.monotonic() < deadline:
-                canary = next((i["InstanceId"] for i in web_instances(fleet) if i["LifecycleState"] == "Standby"), None)
-                assert canary or proc.poll() is None, "the deploy ended before the canary entered Standby"
-                time.sleep(0.3)
-            assert canary, "no canary entered Standby"
+            canary = wait_for_canary(fleet, proc)
             # Frozen once drained: requests in flight to a host that freezes fail anywhere; what
             # is tested is that none is sent to it, and what the deploy does next.
+            deadline = time.monotonic() + 600
             while registered_anywhere(fleet, canary):
                 assert proc.poll() is None and time.monotonic() < deadline, "the canary was never drained"
                 time.sleep(0.2)
@@ -510,10 +513,7 @@ def test_instance_replaced_during_a_deploy_is_left_alone_and_its_replacement_end
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         with under_load(fleet) as load:
-            deadline = time.monotonic() + 600
-            while not any(i["LifecycleState"] == "Standby" for i in web_instances(fleet)):
-                assert proc.poll() is None and time.monotonic() < deadline, "the deploy ended before the canary entered Standby"
-                time.sleep(0.3)
+            wait_for_canary(fleet, proc)
             victim = next(i["InstanceId"] for i in web_instances(fleet) if i["LifecycleState"] == "InService")
             asg.terminate_instance_in_auto_scaling_group(InstanceId=victim, ShouldDecrementDesiredCapacity=False)
             out, _ = proc.communicate(timeout=1500)
