@@ -39,6 +39,11 @@ NO_HOST = "it matches no host of the inventory; expected a host pattern matching
 NOT_SET = f"app_version is not set: expected the release to deploy, -e app_version=X with X being {VERSION}"
 GROUPS = ["all", "ungrouped", "az_us_east_1a", "az_us_east_1b", "role_web", "asg_web", "env_prod", "bastion"]
 MANY_GROUPS = [f"az_{n}" for n in range(10)] + ["role_web", "asg_web_blue", "asg_web_green"]
+ALARMS = ("a list (possibly empty), or comma-separated names, of at most 100 CloudWatch alarm names (1 to 255 "
+          "characters each, no control characters)")
+CHECKPOINTS = ("a list (possibly empty), or comma-separated values, of whole percentages of the hosts to deploy "
+               "from 1 to 99 (like [10, 50])")
+ZONAL_MIN = "a whole percentage from 0 to 99 of each AZ's targeted hosts (0: no rule of its own)"
 
 
 def params(**given):
@@ -140,6 +145,45 @@ BAD = [
                                    "(the one running and one to roll back to)"),
     bad("deploy_keep_releases", "all", "deploy_keep_releases='all' is not valid: expected a release count of at "
                                        "least 2 (the one running and one to roll back to)"),
+    bad("deploy_alarms", 5, f"deploy_alarms=5 is not valid: expected {ALARMS}"),
+    bad("deploy_alarms", ["web-5xx", ""], f"deploy_alarms=['web-5xx', ''] is not valid: '' is not an alarm name; "
+                                          f"expected {ALARMS}"),
+    bad("deploy_alarms", ["web-5xx", 3], f"deploy_alarms=['web-5xx', 3] is not valid: 3 is not an alarm name; "
+                                         f"expected {ALARMS}"),
+    bad("deploy_alarms", ["a\tb"], f"deploy_alarms=['a\\tb'] is not valid: 'a\\tb' is not an alarm name; "
+                                   f"expected {ALARMS}"),
+    bad("deploy_alarms", ["x" * 256], f"deploy_alarms=['{'x' * 75}... is not valid: '{'x' * 76}... is not an alarm "
+                                      f"name; expected {ALARMS}"),
+    bad("deploy_alarms", [f"a{n}" for n in range(101)],
+        f"deploy_alarms=['a0', 'a1', 'a2', 'a3', 'a4', 'a5', 'a6', 'a7', 'a8', 'a9', 'a10', 'a11', 'a... "
+        f"is not valid: 101 alarms; expected {ALARMS}"),
+    bad("deploy_alarms_insufficient_data", "missing",
+        "deploy_alarms_insufficient_data='missing' is not valid: expected one of ok, alarm"),
+    bad("deploy_bake_seconds", -1, "deploy_bake_seconds=-1 is not valid: expected a number of seconds of 0 or more "
+                                   "(0: no bake)"),
+    bad("deploy_bake_seconds", "5m", "deploy_bake_seconds='5m' is not valid: expected a number of seconds of 0 or "
+                                     "more (0: no bake)"),
+    bad("deploy_canary_bake_seconds", "long",
+        "deploy_canary_bake_seconds='long' is not valid: expected auto or a number of seconds of 0 or more"),
+    bad("deploy_canary_bake_seconds", -5,
+        "deploy_canary_bake_seconds=-5 is not valid: expected auto or a number of seconds of 0 or more"),
+    bad("deploy_rollback_on_failure", "everything",
+        "deploy_rollback_on_failure='everything' is not valid: expected one of batch, all"),
+    bad("deploy_checkpoints", [10, 100], f"deploy_checkpoints=[10, 100] is not valid: expected {CHECKPOINTS}"),
+    bad("deploy_checkpoints", "0,50", f"deploy_checkpoints='0,50' is not valid: expected {CHECKPOINTS}"),
+    bad("deploy_checkpoints", "half", f"deploy_checkpoints='half' is not valid: expected {CHECKPOINTS}"),
+    bad("deploy_checkpoints", 50, f"deploy_checkpoints=50 is not valid: expected {CHECKPOINTS}"),
+    bad("deploy_checkpoint_wait", "operator",
+        "deploy_checkpoint_wait='operator' is not valid: expected one of bake, resume"),
+    bad("deploy_checkpoint_timeout", 59,
+        "deploy_checkpoint_timeout=59 is not valid: expected a number of seconds of at least 60"),
+    bad("deploy_strategy", "az", "deploy_strategy='az' is not valid: expected one of batches, zonal"),
+    bad("deploy_zonal_monitor_seconds", "-1",
+        "deploy_zonal_monitor_seconds='-1' is not valid: expected a number of seconds of 0 or more"),
+    bad("deploy_zonal_min_healthy_percent", 100,
+        f"deploy_zonal_min_healthy_percent=100 is not valid: expected {ZONAL_MIN}"),
+    bad("deploy_zonal_min_healthy_percent", "most",
+        f"deploy_zonal_min_healthy_percent='most' is not valid: expected {ZONAL_MIN}"),
 ]
 
 
@@ -207,6 +251,24 @@ GOOD = [
     ("deploy_suspend_processes", "", []),
     ("deploy_suspend_processes", [], []),
     ("deploy_keep_releases", "2", 2),
+    ("deploy_alarms", "web-5xx, web-p99", ["web-5xx", "web-p99"]),
+    ("deploy_alarms", "['web-5xx', 'web-p99']", ["web-5xx", "web-p99"]),
+    ("deploy_alarms", ["web 5xx, per minute", "web 5xx, per minute"], ["web 5xx, per minute"]),
+    ("deploy_alarms", "", []),
+    ("deploy_alarms_insufficient_data", "ALARM", "alarm"),
+    ("deploy_bake_seconds", "120", 120),
+    ("deploy_canary_bake_seconds", "0", 0),
+    ("deploy_canary_bake_seconds", 900, 900),
+    ("deploy_rollback_on_failure", "All", "all"),
+    ("deploy_checkpoints", "50, 10%", [10, 50]),
+    ("deploy_checkpoints", [25, "25", 75], [25, 75]),
+    ("deploy_checkpoints", "[10, 50]", [10, 50]),
+    ("deploy_checkpoints", [], []),
+    ("deploy_checkpoint_wait", "resume", "resume"),
+    ("deploy_checkpoint_timeout", "7200", 7200),
+    ("deploy_strategy", "Zonal", "zonal"),
+    ("deploy_zonal_monitor_seconds", 0, 0),
+    ("deploy_zonal_min_healthy_percent", "34%", 34),
 ]
 
 
@@ -234,10 +296,28 @@ def test_defaults_through_ansible_as_strings_from_extra_vars(tmp_path):
             "deploy_max_fail_percentage": 0, "deploy_force": True, "deploy_stage": False, "deploy_lock_ttl": 7200,
             "deploy_standby_timeout": 600, "deploy_health_timeout": 600, "deploy_poll_interval": 2,
             "deploy_suspend_processes": ["AZRebalance", "HealthCheck"], "deploy_keep_releases": 3,
+            "deploy_alarms": [], "deploy_alarms_insufficient_data": "ok", "deploy_bake_seconds": 0,
+            "deploy_canary_bake_seconds": 0, "deploy_rollback_on_failure": "batch", "deploy_checkpoints": [],
+            "deploy_checkpoint_wait": "bake", "deploy_checkpoint_timeout": 3600, "deploy_strategy": "batches",
+            "deploy_zonal_monitor_seconds": 600, "deploy_zonal_min_healthy_percent": 0,
             "rollback_version": None,
         }
         assert result["msg"] == ("deploy settings valid: app_version=2.0.0, deploy_target=role_web (1 hosts), "
                                  "batches of 2 after a canary of 0")
+
+
+@pytest.mark.parametrize(("given", "seconds"), [
+    ({}, 0),
+    ({"deploy_alarms": ["web-5xx"]}, 300),
+    ({"deploy_checkpoints": "50"}, 300),
+    ({"deploy_bake_seconds": "60"}, 300),
+    ({"deploy_bake_seconds": 600}, 1200),
+    ({"deploy_bake_seconds": 600, "deploy_canary_bake_seconds": "120"}, 120),
+    ({"deploy_canary_bake_seconds": "AUTO", "deploy_alarms": "a,b"}, 300),
+], ids=["nothing-watched", "alarms", "checkpoints", "short-bake", "long-bake", "explicit", "auto-typed"])
+def test_the_canary_bakes_longer_than_a_batch_only_when_something_is_watched(given, seconds):
+    settings, errors = deploy_settings.check(params(**given))
+    assert errors == [] and settings["deploy_canary_bake_seconds"] == seconds
 
 
 def test_rollback_may_leave_app_version_to_the_playbook():

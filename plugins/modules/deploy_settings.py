@@ -136,6 +136,66 @@ options:
     description: Releases kept on each host, at least 2 (the one running and one to roll back to).
     type: raw
     default: 3
+  deploy_alarms:
+    description:
+      - CloudWatch alarms (metric or composite) that gate the rollout, a list of alarm names or a
+        comma-separated string of them (a name with a comma needs the list form); at most 100, each
+        1 to 255 characters without control characters. Duplicates are dropped. Empty, no alarm gate.
+    type: raw
+    default: []
+  deploy_alarms_insufficient_data:
+    description:
+      - How an alarm in C(INSUFFICIENT_DATA) counts, V(ok) or V(alarm) (case does not matter).
+    type: raw
+    default: ok
+  deploy_bake_seconds:
+    description: Seconds each batch stays in service, watched, before the next starts; 0 or more (0 for no bake).
+    type: raw
+    default: 0
+  deploy_canary_bake_seconds:
+    description:
+      - Seconds the canary batch bakes (and a batch ending at a checkpoint), 0 or more, or V(auto).
+      - V(auto) is 0 when none of O(deploy_alarms), O(deploy_bake_seconds) and O(deploy_checkpoints)
+        is set, else the larger of 300 and twice O(deploy_bake_seconds). RV(settings) holds the count.
+    type: raw
+    default: auto
+  deploy_rollback_on_failure:
+    description:
+      - What a failed batch switches back, V(batch) (its own hosts) or V(all) (every host this deploy
+        moved, newest batch first). An alarm always switches back all.
+    type: raw
+    default: batch
+  deploy_checkpoints:
+    description:
+      - Percentages of the hosts to deploy at which the rollout pauses (at the first batch boundary at or
+        past each), a list or a comma-separated string of whole numbers from 1 to 99 (V(10%) reads as
+        10); sorted, duplicates dropped. Empty, no checkpoint.
+    type: raw
+    default: []
+  deploy_checkpoint_wait:
+    description:
+      - What a checkpoint waits for after its bake, V(bake) (nothing more) or V(resume) (an operator's
+        C(playbooks/deploy-resume.yml), from any controller).
+    type: raw
+    default: bake
+  deploy_checkpoint_timeout:
+    description: With O(deploy_checkpoint_wait=resume), seconds to wait for the operator, at least 60.
+    type: raw
+    default: 3600
+  deploy_strategy:
+    description: V(batches) (batches spread over the AZs) or V(zonal) (one AZ at a time).
+    type: raw
+    default: batches
+  deploy_zonal_monitor_seconds:
+    description: With O(deploy_strategy=zonal), seconds the first AZ is watched after its last batch, 0 or more.
+    type: raw
+    default: 600
+  deploy_zonal_min_healthy_percent:
+    description:
+      - With O(deploy_strategy=zonal), the share of each AZ's targeted hosts that stays in service, a
+        whole percentage from 0 to 99 (0 leaves it to O(deploy_max_az_share)).
+    type: raw
+    default: 0
 notes:
   - Settings this module does not know are not its concern; pass only these.
   - Omitting an option (C(default(omit))) takes the default shown, the same as C(playbooks/vars/deploy.yml).
@@ -165,6 +225,17 @@ EXAMPLES = r"""
     deploy_poll_interval: "{{ deploy_poll_interval }}"
     deploy_suspend_processes: "{{ deploy_suspend_processes }}"
     deploy_keep_releases: "{{ deploy_keep_releases | default(omit) }}"
+    deploy_alarms: "{{ deploy_alarms | default(omit) }}"
+    deploy_alarms_insufficient_data: "{{ deploy_alarms_insufficient_data | default(omit) }}"
+    deploy_bake_seconds: "{{ deploy_bake_seconds | default(omit) }}"
+    deploy_canary_bake_seconds: "{{ deploy_canary_bake_seconds | default(omit) }}"
+    deploy_rollback_on_failure: "{{ deploy_rollback_on_failure | default(omit) }}"
+    deploy_checkpoints: "{{ deploy_checkpoints | default(omit) }}"
+    deploy_checkpoint_wait: "{{ deploy_checkpoint_wait | default(omit) }}"
+    deploy_checkpoint_timeout: "{{ deploy_checkpoint_timeout | default(omit) }}"
+    deploy_strategy: "{{ deploy_strategy | default(omit) }}"
+    deploy_zonal_monitor_seconds: "{{ deploy_zonal_monitor_seconds | default(omit) }}"
+    deploy_zonal_min_healthy_percent: "{{ deploy_zonal_min_healthy_percent | default(omit) }}"
     rollback_version: "{{ rollback_version | default(omit) }}"
   register: deploy_settings
 
@@ -179,6 +250,8 @@ settings:
     - Every setting, normalized. Counts are integers, percentages C(N%) strings,
       O(deploy_force) and O(deploy_stage) booleans, O(deploy_capacity) lower case, O(deploy_suspend_processes) a
       list of AWS process names (duplicates dropped), O(rollback_version) null when not given.
+    - O(deploy_alarms) a list of names, O(deploy_checkpoints) a sorted list of whole percentages,
+      O(deploy_canary_bake_seconds) the count of seconds (V(auto) resolved), choices lower case.
   returned: success
   type: dict
   sample:
@@ -199,6 +272,17 @@ settings:
     deploy_poll_interval: 2
     deploy_suspend_processes: [AZRebalance, ReplaceUnhealthy, AlarmNotification, ScheduledActions]
     deploy_keep_releases: 3
+    deploy_alarms: [sampleapp-prod-web-5xx]
+    deploy_alarms_insufficient_data: ok
+    deploy_bake_seconds: 60
+    deploy_canary_bake_seconds: 300
+    deploy_rollback_on_failure: batch
+    deploy_checkpoints: [10, 50]
+    deploy_checkpoint_wait: bake
+    deploy_checkpoint_timeout: 3600
+    deploy_strategy: batches
+    deploy_zonal_monitor_seconds: 600
+    deploy_zonal_min_healthy_percent: 0
     rollback_version: null
 targets:
   description: The host names O(deploy_target) matched (O(targets)), null when not given.
@@ -234,6 +318,15 @@ REFUSED_PROCESSES = {
 SUSPENDABLE = tuple(p for p in PROCESSES if p not in REFUSED_PROCESSES)
 CAPACITY_MODES = ("auto", "reduce", "surge", "none")
 LIFECYCLE_HOOK_MODES = ("complete", "heartbeat")
+INSUFFICIENT_DATA_MODES = ("ok", "alarm")
+ROLLBACK_SCOPES = ("batch", "all")
+CHECKPOINT_WAITS = ("bake", "resume")
+STRATEGIES = ("batches", "zonal")
+# DescribeAlarms takes at most 100 names a call; CloudWatch alarm names are 1 to 255 characters.
+MAX_ALARMS = 100
+ALARM_NAME_CHARS = 255
+# deploy_canary_bake_seconds=auto: the canary bakes at least this long, and twice the batches' bake.
+CANARY_BAKE_FLOOR = 300
 VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")
 INTEGER = re.compile(r"[+-]?[0-9]+")
 PERCENT = re.compile(r"([0-9]+)\s*%")
@@ -259,6 +352,17 @@ DEFAULTS = {
     "deploy_poll_interval": 2,
     "deploy_suspend_processes": ["AZRebalance", "ReplaceUnhealthy", "AlarmNotification", "ScheduledActions"],
     "deploy_keep_releases": 3,
+    "deploy_alarms": [],
+    "deploy_alarms_insufficient_data": "ok",
+    "deploy_bake_seconds": 0,
+    "deploy_canary_bake_seconds": "auto",
+    "deploy_rollback_on_failure": "batch",
+    "deploy_checkpoints": [],
+    "deploy_checkpoint_wait": "bake",
+    "deploy_checkpoint_timeout": 3600,
+    "deploy_strategy": "batches",
+    "deploy_zonal_monitor_seconds": 600,
+    "deploy_zonal_min_healthy_percent": 0,
 }
 
 VERSION_RULE = ("a release version of 1 to 64 letters, digits, '.', '_', '+' or '-', starting with a letter or "
@@ -327,13 +431,52 @@ def version(value):
     return value
 
 
-def percentage(value, expected):
+def percentage(value, expected, lowest=0, highest=100):
     if isinstance(value, str) and value.strip().endswith("%"):
         value = value.strip()[:-1]
     number = integer(value)
-    if number is None or not 0 <= number <= 100:
+    if number is None or not lowest <= number <= highest:
         raise Invalid(expected)
     return number
+
+
+def items(value, expected):
+    """A list from a list, or from a string of comma-separated items ("a,b", "[a, b]", "'a', 'b'")."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("[") and text.endswith("]"):
+            text = text[1:-1]
+        return [item.strip().strip("'\"").strip() for item in text.split(",") if item.strip()]
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    raise Invalid(expected)
+
+
+def alarm_names(value):
+    expected = (f"a list (possibly empty), or comma-separated names, of at most {MAX_ALARMS} CloudWatch alarm names "
+                f"(1 to {ALARM_NAME_CHARS} characters each, no control characters)")
+    names = []
+    for name in items(value, expected):
+        if not isinstance(name, str) or not name.strip() or len(name) > ALARM_NAME_CHARS \
+                or any(ord(c) < 32 or ord(c) == 127 for c in name):
+            raise Invalid(expected, f"{shown(name)} is not an alarm name")
+        if name not in names:
+            names.append(name)
+    if len(names) > MAX_ALARMS:
+        raise Invalid(expected, f"{len(names)} alarms")
+    return names
+
+
+def checkpoints(value):
+    expected = ("a list (possibly empty), or comma-separated values, of whole percentages of the hosts to deploy "
+                "from 1 to 99 (like [10, 50])")
+    return sorted({percentage(item, expected, 1, 99) for item in items(value, expected)})
+
+
+def seconds_or_auto(value, expected):
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto"
+    return count(value, 0, expected)
 
 
 def flag(value):
@@ -435,6 +578,24 @@ def checks(params):
         ("deploy_suspend_processes", params["deploy_suspend_processes"], processes),
         ("deploy_keep_releases", params["deploy_keep_releases"],
          lambda v: count(v, 2, "a release count of at least 2 (the one running and one to roll back to)")),
+        ("deploy_alarms", params["deploy_alarms"], alarm_names),
+        ("deploy_alarms_insufficient_data", params["deploy_alarms_insufficient_data"],
+         lambda v: choice(v, INSUFFICIENT_DATA_MODES)),
+        ("deploy_bake_seconds", params["deploy_bake_seconds"],
+         lambda v: count(v, 0, "a number of seconds of 0 or more (0: no bake)")),
+        ("deploy_canary_bake_seconds", params["deploy_canary_bake_seconds"],
+         lambda v: seconds_or_auto(v, "auto or a number of seconds of 0 or more")),
+        ("deploy_rollback_on_failure", params["deploy_rollback_on_failure"], lambda v: choice(v, ROLLBACK_SCOPES)),
+        ("deploy_checkpoints", params["deploy_checkpoints"], checkpoints),
+        ("deploy_checkpoint_wait", params["deploy_checkpoint_wait"], lambda v: choice(v, CHECKPOINT_WAITS)),
+        ("deploy_checkpoint_timeout", params["deploy_checkpoint_timeout"],
+         lambda v: count(v, 60, "a number of seconds of at least 60")),
+        ("deploy_strategy", params["deploy_strategy"], lambda v: choice(v, STRATEGIES)),
+        ("deploy_zonal_monitor_seconds", params["deploy_zonal_monitor_seconds"],
+         lambda v: count(v, 0, "a number of seconds of 0 or more")),
+        ("deploy_zonal_min_healthy_percent", params["deploy_zonal_min_healthy_percent"],
+         lambda v: percentage(v, "a whole percentage from 0 to 99 of each AZ's targeted hosts (0: no rule of "
+                                 "its own)", 0, 99)),
         ("rollback_version", params["rollback_version"], version),
     ]
 
@@ -470,7 +631,17 @@ def check(params):
         fail("deploy_poll_interval", params["deploy_poll_interval"],
              Invalid(f"a number of seconds of at least 1 and less than {limit}"))
         settings.pop("deploy_poll_interval")
+    if settings.get("deploy_canary_bake_seconds") == "auto":
+        settings["deploy_canary_bake_seconds"] = canary_bake(settings)
     return settings, errors
+
+
+def canary_bake(settings):
+    """deploy_canary_bake_seconds=auto: no bake unless something is watched or baked, else longer than a batch's."""
+    bake = settings.get("deploy_bake_seconds") or 0
+    if not (settings.get("deploy_alarms") or bake or settings.get("deploy_checkpoints")):
+        return 0
+    return max(CANARY_BAKE_FLOOR, 2 * bake)
 
 
 ARGUMENT_SPEC = {
