@@ -53,13 +53,15 @@ def test_haproxy_accepts_the_config_with_empty_and_full_backends(tmp_path):
     assert "server i-1 10.1.1.1:8080 check" in path.read_text()
 
 
-STAT = ("# pxname,svname,qcur,req_tot,hrsp_2xx,hrsp_5xx,\n"
-        "web,FRONTEND,,100,98,2,\n"
-        "web,i-1,0,,,1,\n"
-        "web,BACKEND,0,,,1,\n"
-        "second,FRONTEND,,40,40,0,\n"
-        "second,BACKEND,0,,,0,\n"
-        "stats,FRONTEND,,7,7,0,\n")
+STAT = ("# pxname,svname,qcur,req_tot,hrsp_2xx,hrsp_5xx,status,\n"
+        "web,FRONTEND,,100,98,2,OPEN,\n"
+        "web,i-1,0,,,1,UP,\n"
+        "web,i-2,0,,,0,DOWN 1/2,\n"
+        "web,BACKEND,0,,,1,UP,\n"
+        "second,FRONTEND,,40,40,0,OPEN,\n"
+        "second,i-3,0,,,0,MAINT,\n"
+        "second,BACKEND,0,,,0,DOWN,\n"
+        "stats,FRONTEND,,7,7,0,OPEN,\n")
 
 
 def test_read_all_counts_every_target_group(tmp_path):
@@ -78,10 +80,12 @@ def test_read_all_counts_every_target_group(tmp_path):
     thread = threading.Thread(target=answer)
     thread.start()
     try:
+        # Servers UP and DOWN are the healthy and unhealthy hosts; one in maintenance is neither.
         assert lbmetrics.read_all(path) == {
-            "second": {"requests": 40, "frontend_5xx": 0, "target_5xx": 0},
-            "web": {"requests": 100, "frontend_5xx": 2, "target_5xx": 1}}
-        assert lbmetrics.read_counters(path) == {"requests": 100, "frontend_5xx": 2, "target_5xx": 1}
+            "second": {"requests": 40, "frontend_5xx": 0, "target_5xx": 0, "healthy": 0, "unhealthy": 0},
+            "web": {"requests": 100, "frontend_5xx": 2, "target_5xx": 1, "healthy": 1, "unhealthy": 1}}
+        assert lbmetrics.read_counters(path) == {"requests": 100, "frontend_5xx": 2, "target_5xx": 1,
+                                                 "healthy": 1, "unhealthy": 1}
     finally:
         thread.join(5)
         server.close()

@@ -1,16 +1,24 @@
-"""The local balancer's numbers in the emulator's CloudWatch (stand-in for an ALB's metrics)."""
+"""The local balancer's numbers in the emulator's CloudWatch (stand-in for an ALB's metrics): counters,
+host counts and response times (HAProxy's request log), and what CloudWatch answers from them."""
 
 from __future__ import annotations
 
+import shutil
 import socket
 import threading
+import time
+import urllib.request
+from collections import Counter
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import boto3
 import pytest
 from ansible_collections.ec2fleet.fleet.plugins.module_utils.deploy import DeployError, cloudwatch_dimension
 
+from ec2fleet.emulator import free_port
 from ec2fleet.localfleet import lbmetrics
+from ec2fleet.localfleet.balancer import Balancer, listener
 
 LB = "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/app/local-web/eb3e88bfa7a0f656"
 TG = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/local-web/54ff888949a76553"
@@ -43,7 +51,8 @@ def test_read_counters_from_the_stats_socket(tmp_path):
     thread = threading.Thread(target=answer)
     thread.start()
     try:
-        assert lbmetrics.read_counters(path) == {"requests": 120, "frontend_5xx": 10, "target_5xx": 4}
+        assert lbmetrics.read_counters(path) == {"requests": 120, "frontend_5xx": 10, "target_5xx": 4,
+                                                 "healthy": 0, "unhealthy": 0}
     finally:
         thread.join(5)
         server.close()
@@ -76,3 +85,113 @@ def test_publisher_puts_window_increases_that_survive_a_reload(aws):
         StartTime=start, EndTime=start + timedelta(minutes=5))
     values = {r["Id"]: sum(r["Values"]) for r in answer["MetricDataResults"]}
     assert values == {"req": 90, "elb": 2}
+
+
+def test_request_log_keeps_response_times_by_backend(tmp_path):
+    log = lbmetrics.RequestLog(tmp_path / "requests.sock")
+    try:
+        sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        for line in (b"web i-1 200 12\n", b"web i-2 500 12\n", b"web i-1 200 480\n", b"second i-3 200 3\n",
+                     b"web i-1 503 -1\n",  # no response from the server: no response time
+                     b"garbage\n", b"web i-1 200 x\n"):
+            sender.sendto(line, str(tmp_path / "requests.sock"))
+        sender.close()
+        deadline = time.monotonic() + 5
+        while sum(sum(c.values()) for c in log.times.values()) < 4 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert log.drain() == {"web": Counter({12: 2, 480: 1}), "second": Counter({3: 1})}
+        assert log.drain() == {}
+    finally:
+        log.close()
+    assert not (tmp_path / "requests.sock").exists()
+
+
+def query(qid, name, dims, stat, period=60):
+    return {"Id": qid, "MetricStat": {"Metric": {"Namespace": "AWS/ApplicationELB", "MetricName": name,
+                                                 "Dimensions": dims}, "Period": period, "Stat": stat}}
+
+
+@pytest.mark.emulator
+def test_publisher_puts_response_time_distributions_and_host_counts(aws):
+    clock = [1_000_002.0]
+    cloudwatch = boto3.client("cloudwatch")
+    pub = lbmetrics.Publisher(cloudwatch, LB, TG, period=5, now=lambda: clock[0])
+    assert pub.window_start == 1_000_000.0  # windows start at multiples of the period
+    counters = {"requests": 0, "frontend_5xx": 0, "target_5xx": 0}
+    for healthy, unhealthy in ((3, 0), (3, 0), (2, 1), (2, 1)):
+        pub.sample({**counters, "healthy": healthy, "unhealthy": unhealthy})
+    # 200 distinct response times (two PutMetricData members: 150 values at most each), then one slow one.
+    pub.record_times({"web": Counter({ms: 5 for ms in range(10, 210)})})
+    pub.record_times({"web": Counter({2500: 1}), "other": Counter({1: 9})})  # not a target group: ignored
+    clock[0] += 3
+    pub.flush()
+
+    dims = [{"Name": "TargetGroup", "Value": cloudwatch_dimension(TG)},
+            {"Name": "LoadBalancer", "Value": cloudwatch_dimension(LB)}]
+    start = datetime.fromtimestamp(1_000_000.0 - 60, tz=UTC)
+    answer = cloudwatch.get_metric_data(MetricDataQueries=[
+        query("count", "TargetResponseTime", dims, "SampleCount"),
+        query("avg", "TargetResponseTime", dims, "Average"),
+        query("p50", "TargetResponseTime", dims, "p50"),
+        query("p99", "TargetResponseTime", dims, "p99"),
+        query("max", "TargetResponseTime", dims, "Maximum"),
+        query("lb", "TargetResponseTime", dims[1:], "SampleCount"),
+        query("healthy_min", "HealthyHostCount", dims, "Minimum"),
+        query("healthy_avg", "HealthyHostCount", dims, "Average"),
+        query("unhealthy_max", "UnHealthyHostCount", dims, "Maximum"),
+    ], StartTime=start, EndTime=start + timedelta(minutes=5))
+    values = {r["Id"]: r["Values"] for r in answer["MetricDataResults"]}
+    assert values["count"] == [1001] and values["lb"] == [1001]
+    assert values["avg"] == [pytest.approx((sum(range(10, 210)) * 5 + 2500) / 1001 / 1000)]
+    # Nearest rank of 1,001: the 501st (110 ms) and the 991st (208 ms); the slow one is the maximum.
+    assert values["p50"] == [pytest.approx(0.110)] and values["p99"] == [pytest.approx(0.208)]
+    assert values["max"] == [2.5]
+    assert values["healthy_min"] == [2] and values["healthy_avg"] == [2.5] and values["unhealthy_max"] == [1]
+
+
+class SlowApp(BaseHTTPRequestHandler):
+    """A target: /health answers at once, / after `?ms=N` milliseconds."""
+
+    def do_GET(self):
+        if self.path.startswith("/?ms="):
+            time.sleep(int(self.path.split("=")[1]) / 1000)
+        body = b"ok"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.mark.skipif(shutil.which("haproxy") is None, reason="needs haproxy (tools/platform packages)")
+def test_haproxy_logs_each_request_with_its_response_time(tmp_path):
+    app = ThreadingHTTPServer(("127.0.0.1", 0), SlowApp)
+    threading.Thread(target=app.serve_forever, daemon=True).start()
+    balancer = Balancer(tmp_path)
+    log = lbmetrics.RequestLog(balancer.request_log)
+    port = free_port()
+    try:
+        balancer.apply({"web": listener(f"127.0.0.1:{port}", {"i-1": "127.0.0.1"}, app.server_address[1])})
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                if lbmetrics.read_counters(balancer.socket)["healthy"] == 1:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.1)
+        for ms in (0, 0, 300):
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/?ms={ms}", timeout=10) as answer:
+                assert answer.status == 200
+        while sum(log.times.get("web", Counter()).values()) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        times = sorted(log.drain()["web"].elements())
+        assert len(times) == 3 and times[1] < 100 and 300 <= times[2] < 2000
+        assert lbmetrics.read_counters(balancer.socket) == {"requests": 3, "frontend_5xx": 0, "target_5xx": 0,
+                                                            "healthy": 1, "unhealthy": 0}
+    finally:
+        balancer.stop()
+        log.close()
+        app.shutdown()

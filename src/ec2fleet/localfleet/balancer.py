@@ -15,6 +15,10 @@ check: standins.InitialHealth.)
 Changes are applied with a graceful reload (master-worker mode, SIGUSR2): the old worker
 finishes the requests it holds while the new one takes new connections, which is what
 connection draining gives on AWS. HAProxy also health-checks `/health` itself, as the ALB does.
+
+Every request is logged (lbmetrics.REQUEST_LOG_FORMAT: target group, instance, status, response
+time) to a UNIX datagram socket in the state directory that fleetd reads (lbmetrics.RequestLog):
+the response times an ALB publishes as `TargetResponseTime`.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+
+from ec2fleet.localfleet.lbmetrics import REQUEST_LOG_FORMAT
 
 
 def desired_backends(elbv2, autoscaling, ec2_instances: dict[str, dict], target_group_arn: str) -> dict[str, str]:
@@ -51,17 +57,21 @@ def listener(bind: str, backends: dict[str, str], port: int = 80) -> dict:
     return {"bind": bind, "port": port, "backends": dict(backends)}
 
 
-def render(listeners: dict[str, dict], admin_socket: Path) -> str:
-    """HAProxy's config: one frontend + backend per target group (short name -> listener())."""
+def render(listeners: dict[str, dict], admin_socket: Path, request_log: Path | None = None) -> str:
+    """HAProxy's config: one frontend + backend per target group (short name -> listener()); with
+    `request_log`, every request logged there (raw lines, REQUEST_LOG_FORMAT)."""
+    logging = [f"    log {request_log} len 1024 format raw local0 info"] if request_log else []
+    log_format = ["    log global", f'    log-format "{REQUEST_LOG_FORMAT}"'] if request_log else ["    option httplog"]
     lines = [
         "# Written by the local fleet's balancer (ec2fleet.localfleet.balancer); do not edit.",
         "global",
         "    maxconn 4096",
         f"    stats socket {admin_socket} mode 600 level admin",
+        *logging,
         "    hard-stop-after 60s",
         "defaults",
         "    mode http",
-        "    option httplog",
+        *log_format,
         "    timeout connect 2s",
         "    timeout client 30s",
         "    timeout server 30s",
@@ -88,6 +98,7 @@ class Balancer:
         self.config = state_dir / "haproxy.cfg"
         self.pidfile = state_dir / "haproxy.pid"
         self.socket = state_dir / "haproxy.sock"
+        self.request_log = state_dir / "haproxy-requests.sock"
         self.current: dict[str, dict] | None = None
 
     def _pid(self) -> int | None:
@@ -102,7 +113,7 @@ class Balancer:
         """Write the config and (re)load HAProxy when a listener or backend set changed; True if it did."""
         if listeners == self.current and self._pid():
             return False
-        text = render(listeners, self.socket)
+        text = render(listeners, self.socket, self.request_log)
         tmp = self.config.with_suffix(".new")
         tmp.write_text(text)
         check = subprocess.run(["haproxy", "-c", "-q", "-f", str(tmp)], capture_output=True, text=True)

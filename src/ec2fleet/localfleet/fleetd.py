@@ -12,8 +12,8 @@ Every `interval` seconds it reads the emulator and, for every Auto Scaling Group
    key pair user, sudo, user data: the cloud-init stand-in), in the background so the loop
    keeps going; removes containers whose instance is gone, stopped or terminated, except while
    the instance drains (the requests it holds finish first, as on AWS);
-5. publishes the balancer's request and 5xx counts to the emulator's CloudWatch, as an ALB does
-   (lbmetrics.py).
+5. publishes the balancer's requests, 5xx answers, response times and healthy/unhealthy hosts
+   to the emulator's CloudWatch, as an ALB does (lbmetrics.py).
 
 It runs as a background process started by `fleet up` and stopped by `fleet down` (by PID).
 """
@@ -81,6 +81,8 @@ class Reconciler:
         self.pool = ThreadPoolExecutor(max_workers=6, thread_name_prefix="launch")
         self.metrics: lbmetrics.Publisher | None = None
         self._metrics_for: dict[str, str] = {}
+        # HAProxy logs every request here: the response times (lbmetrics.RequestLog).
+        self.request_log = lbmetrics.RequestLog(self.balancer.request_log)
 
     def instances(self) -> dict[str, dict]:
         found = {}
@@ -224,6 +226,7 @@ class Reconciler:
                                                period=METRICS_PERIOD)
             self._metrics_for = dict(tg_arns)
         try:
+            self.metrics.record_times(self.request_log.drain())
             self.metrics.sample(lbmetrics.read_all(self.balancer.socket))
             if self.metrics.due():
                 self.metrics.flush()
@@ -256,6 +259,7 @@ def main(argv: list[str] | None = None) -> int:
             log.error("reconcile failed: %s", exc)
         time.sleep(args.interval)
     reconciler.balancer.stop()
+    reconciler.request_log.close()
     reconciler.pool.shutdown(wait=False, cancel_futures=True)
     log.info("fleetd stopped")
     return 0
