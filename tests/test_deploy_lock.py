@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from ansible_collections.ec2fleet.fleet.plugins.module_utils import aws as utils
+from ansible_collections.ec2fleet.fleet.plugins.module_utils import lock_store
 from ansible_collections.ec2fleet.fleet.plugins.modules import deploy_lock
 from deploy_support import client, run_module, run_tasks
 
@@ -293,20 +294,20 @@ def ids(count, start=0):
 def test_split_lock_cuts_the_largest_values_into_parts_that_fit(lockmod):
     lock = {"run_id": "r", "expires_at": "2026-01-01T00:00:00Z",
             "data": {"standby": ids(1000), "capacity": {"web": {"surge": ids(300, 5000)}}, "suspended": {"web": ["x"]}}}
-    main, moved = lockmod.split_lock(lock, 4096)
+    main, moved = lock_store.split_lock(lock, 4096)
     assert [key for key, _chunks in moved] == ["capacity", "standby"]  # by name when nothing is stored yet
     for key, chunks in moved:
         assert all(len(chunk.encode()) <= 4096 for chunk in chunks)
         assert json.loads("".join(chunks)) == lock["data"][key]
     assert main["data"] == {"suspended": {"web": ["x"]}}
     # Values already in parts keep their numbers: their order comes first.
-    _main, moved = lockmod.split_lock(lock, 4096, order=["standby"])
+    _main, moved = lock_store.split_lock(lock, 4096, order=["standby"])
     assert [key for key, _chunks in moved] == ["standby", "capacity"]
     # Only what is needed moves: a lock that fits stays whole; a small surge stays in the value.
-    assert lockmod.split_lock({"data": {"standby": ids(10)}}, 4096) == ({"data": {"standby": ids(10)}}, [])
-    main, moved = lockmod.split_lock(dict(lock, data={**lock["data"], "capacity": {"web": {"surge": ids(3)}}}), 4096)
+    assert lock_store.split_lock({"data": {"standby": ids(10)}}, 4096) == ({"data": {"standby": ids(10)}}, [])
+    main, moved = lock_store.split_lock(dict(lock, data={**lock["data"], "capacity": {"web": {"surge": ids(3)}}}), 4096)
     assert [key for key, _chunks in moved] == ["standby"] and "capacity" in main["data"]
-    assert lockmod.split_lock({"data": {f"k{n}": n for n in range(1000)}}, 4096) is None
+    assert lock_store.split_lock({"data": {f"k{n}": n for n in range(1000)}}, 4096) is None
 
 
 @pytest.mark.parametrize("count", [1000, 5000])

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from ansible_collections.ec2fleet.fleet.plugins.module_utils import aws as utils
+from ansible_collections.ec2fleet.fleet.plugins.module_utils import lock_store
 from ansible_collections.ec2fleet.fleet.plugins.modules import deploy_lock as lockmod
 from deploy_support import JSON_ENV, REPO, client, run_module, run_tasks
 
@@ -278,7 +279,7 @@ def no_mutex(monkeypatch):
     def none(_key, timeout=0):
         yield False
 
-    monkeypatch.setattr(lockmod, "local_mutex", none)
+    monkeypatch.setattr(lock_store, "local_mutex", none)
 
 
 def interleaving(action):
@@ -373,7 +374,7 @@ def test_concurrent_updates_and_heartbeats_lose_nothing(aws, monkeypatch, mutex)
         def none(_key, timeout=0):
             yield False
 
-        monkeypatch.setattr(lockmod, "local_mutex", none)
+        monkeypatch.setattr(lock_store, "local_mutex", none)
     put_ours()
     iterations = 60
     done = threading.Event()
