@@ -33,10 +33,11 @@ def run_role(tmp_path, variables):
         ({"bastion_ssh_port": "twenty-two"}, "bastion_ssh_port"),
         ({"bastion_ssh_rsa_host_key_bits": 1024},
          "value of bastion_ssh_rsa_host_key_bits must be one of: 3072, 4096, got: 1024"),
-        ({"bastion_jump_users": [{"name": "alice"}]}, "missing required arguments: authorized_keys"),
+        # Keys are optional (a jump user may log in with certificates only); a name is not.
+        ({"bastion_jump_users": [{"authorized_keys": []}]}, "missing required arguments: name"),
         ({"bastion_session_logging": "perhaps"}, "bastion_session_logging"),
     ],
-    ids=["choice", "int", "rsa-bits", "jump-user-without-keys", "bool"],
+    ids=["choice", "int", "rsa-bits", "jump-user-without-name", "bool"],
 )
 def test_argument_specs_reject_bad_values(tmp_path, variables, message):
     rc, out = run_role(tmp_path, variables)
@@ -52,8 +53,9 @@ def test_argument_specs_reject_bad_values(tmp_path, variables, message):
         ({"bastion_ssh_port": 70000}, "bastion_ssh_port/bastion_jump_port in 1-65535"),
         ({"bastion_ssh_max_auth_tries": 12}, "bastion_ssh_max_auth_tries in 1-6"),
         ({"bastion_jump_users": [{"name": "alice", "authorized_keys": ["not a key"]}]}, "ed25519/RSA public keys"),
+        ({"bastion_jump_users": [{"name": "alice", "principals": ["alice,admin"]}]}, "principals without spaces or commas"),
     ],
-    ids=["network-not-cidr", "port-range", "max-auth-tries", "bad-key"],
+    ids=["network-not-cidr", "port-range", "max-auth-tries", "bad-key", "principal-with-comma"],
 )
 def test_range_and_format_checks_fail_before_any_change(tmp_path, variables, message):
     rc, out = run_role(tmp_path, variables)

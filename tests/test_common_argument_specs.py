@@ -42,7 +42,7 @@ BAD_VALUES = [
     ("user-sudo", {"common_admin_users": [dict(GOOD_USER, sudo="perhaps")]}, SPEC,
      "argument 'sudo' is of type str found in 'common_admin_users'. and we were unable to convert to bool"),
     ("user-unknown-option", {"common_admin_users": [dict(GOOD_USER, groups=["wheel"])]}, SPEC,
-     "common_admin_users.groups. Supported parameters include: comment, name, shell, ssh_keys, state, sudo."),
+     "common_admin_users.groups. Supported parameters include: comment, name, principals, shell, ssh_keys, state, sudo."),
     # A list passes a `str` type check (Ansible converts it to text), so the role's own
     # format check catches it, still before any change.
     ("journald-list", {"common_journald_max_use": [1, 2]},
@@ -60,6 +60,23 @@ BAD_VALUES = [
     ("sudoers-dot", {"common_sudoers_file": "/etc/sudoers.d/admins.conf"},
      "Check common_sudoers_file is a drop-in sudo reads",
      "whose name has no '.' or '~'"),
+    ("host-cert-without-ca", {"common_ssh_host_certificate": True},
+     "Check the host certificate settings", "needs exactly one of common_ssh_host_ca_private_key"),
+    ("host-cert-two-cas", {"common_ssh_host_certificate": True, "common_ssh_host_ca_private_key": "/ca",
+                           "common_ssh_host_ca_ssm_parameter": "/fleet/ca"},
+     "Check the host certificate settings", 'parameter "/fleet/ca"'),
+    ("host-cert-validity", {"common_ssh_host_certificate_valid_for": "a month"},
+     "Check the host certificate settings", 'valid_for "a month"'),
+    ("certificates-only-without-ca", {"common_ssh_static_keys": False},
+     "Check the user CAs, principals and revocations", "not empty when common_ssh_static_keys is false"),
+    ("user-ca-not-a-key", {"common_ssh_user_ca_public_keys": ["AAAAC3NzaC1lZDI1NTE5"]},
+     "Check the user CAs, principals and revocations", "must be public key lines"),
+    ("revoked-two-keys", {"common_ssh_revoked_keys": [{"key_id": "a", "serial": 1}]},
+     "Check the user CAs, principals and revocations", "is one of {key: <public key line>}"),
+    ("revoked-by-id-without-ca", {"common_ssh_revoked_keys": [{"key_id": "alice-1"}]},
+     "Check the user CAs, principals and revocations", "key_id and serial need a user CA"),
+    ("principal-with-comma", {"common_admin_users": [dict(GOOD_USER, principals=["a,b"])]},
+     "Check the user CAs, principals and revocations", "admin principals have no spaces or commas"),
 ]
 
 
@@ -119,7 +136,7 @@ def test_role_defaults_satisfy_the_spec(tmp_path):
     spec = yaml.safe_load((ROLE / "meta" / "argument_specs.yml").read_text())["argument_specs"]["main"]
     defaults = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())
     defaults["common_admin_users"] = [
-        dict(GOOD_USER, comment="Alice", shell="/bin/sh", state="present", sudo=False),
+        dict(GOOD_USER, comment="Alice", shell="/bin/sh", state="present", sudo=False, principals=["alice"]),
         {"name": "bob", "state": "absent"},
     ]
     playbook = tmp_path / "validate.yml"
