@@ -1,7 +1,8 @@
 """The capacity-aware deploy planner (module_utils/deploy_plan.py, filter ec2fleet.fleet.deploy_plan):
 the per-(ASG, AZ) share, min_healthy and MinSize under each capacity mode, surges, refusals, hosts
-left alone, recovered Standby hosts, the canary, determinism; a property test over many random
-fleets checks every invariant on every batch; and once through Ansible itself. No emulator needed."""
+left alone, recovered Standby hosts, the canary, determinism; bakes, checkpoints and zonal waves; a
+property test over many random fleets checks every invariant on every batch, in both strategies;
+and once through Ansible itself. No emulator needed."""
 
 from __future__ import annotations
 
@@ -393,6 +394,12 @@ def test_same_input_same_plan():
     ({"version": "2", "canary": -1}, "canary must be 0 or more"),
     ({"version": "2", "recovered_standby": "i-1"}, "recovered_standby must be a list"),
     ({"version": "2", "force": "perhaps"}, "force must be a boolean"),
+    ({"version": "2", "strategy": "waves"}, "strategy must be one of batches, zonal"),
+    ({"version": "2", "bake_seconds": -1}, "bake_seconds must be whole numbers of at least 0"),
+    ({"version": "2", "canary_bake_seconds": "long"}, "canary_bake_seconds must be whole numbers"),
+    ({"version": "2", "checkpoints": [10, 100]}, "checkpoints must be whole numbers from 1 to 99"),
+    ({"version": "2", "checkpoints": "50"}, "checkpoints must be a list"),
+    ({"version": "2", "zonal_min_healthy_percent": 100}, "zonal_min_healthy_percent must be whole numbers from 0"),
 ])
 def test_bad_settings_fail_clearly(settings, message):
     fleet = Fleet()
@@ -415,6 +422,94 @@ def test_groups_as_autoscaling_group_info_results():
     fleet.group("web", {"a": 2, "b": 2})
     results = [dict(g, auto_scaling_group_name=name) for name, g in fleet.groups.items()]
     assert plan_deploy(fleet.hosts, results, {"version": "2.0"}) == fleet.plan()
+
+
+# --- bakes, checkpoints, zonal waves ------------------------------------------------------------
+
+
+def web_fleet(per_az=None):
+    fleet = Fleet()
+    fleet.group("web", per_az or {"a": 4, "b": 4}, min_size=0)
+    return fleet
+
+
+def test_without_bake_settings_nothing_bakes_and_the_plan_is_as_before():
+    plan = web_fleet().plan(batch_size=2, min_healthy=0)
+    assert plan["strategy"] == "batches" and plan["zones"] == [] and plan["checkpoints"] == []
+    assert plan["bake"] == [0] * len(plan["batches"])
+
+
+def test_the_canary_bakes_longer_and_every_batch_bakes_the_last_too():
+    plan = web_fleet().plan(batch_size=2, min_healthy=0, bake_seconds=60, canary_bake_seconds=300)
+    assert [len(b) for b in plan["batches"]] == [1, 2, 2, 2, 1]
+    assert plan["bake"] == [300, 60, 60, 60, 60]
+    # No canary batch (everything fits in one batch): nothing bakes as a canary.
+    single = web_fleet({"a": 1}).plan(batch_size=2, min_healthy=0, bake_seconds=60, canary_bake_seconds=300)
+    assert single["canary"] == 0 and single["bake"] == [60]
+
+
+def test_a_checkpoint_is_the_first_batch_boundary_at_or_past_its_percentage():
+    plan = web_fleet().plan(batch_size=2, min_healthy=0, checkpoints=[10, 12, 50, 63, 99],
+                            bake_seconds=30, canary_bake_seconds=120)
+    # 8 hosts in batches of 1, 2, 2, 2, 1: the boundaries are at 1, 3, 5, 7 and 8 hosts.
+    assert plan["checkpoints"] == [
+        {"number": 1, "batch": 1, "percents": [10, 12], "hosts": 1, "of": 8},
+        {"number": 2, "batch": 3, "percents": [50], "hosts": 5, "of": 8},
+        {"number": 3, "batch": 4, "percents": [63], "hosts": 7, "of": 8},
+    ]  # 99% is reached only by the last batch: the rollout is over there, no pause
+    assert plan["bake"] == [120, 30, 120, 120, 30]
+
+
+def test_zonal_deploys_one_az_after_the_other_the_canary_first_and_the_first_az_monitored_longer():
+    fleet = Fleet()
+    fleet.group("web", {"c": 3, "a": 4, "b": 2}, min_size=0)
+    fleet.group("api", {"a": 1, "c": 2}, min_size=0)
+    plan = fleet.plan(strategy="zonal", batch_size="50%", max_az_share="100%", min_healthy=0, canary=1,
+                      bake_seconds=60, canary_bake_seconds=300, zonal_monitor_seconds=900)
+    assert plan["refusals"] == [] and plan["canary"] == 1
+    assert plan["batches"] == [
+        ["web-a-1"],  # the canary: the first AZ's largest group
+        ["api-a-1", "web-a-2"], ["web-a-3", "web-a-4"],  # batches of 50% of the AZ's 5 hosts
+        ["web-b-1"], ["web-b-2"],  # 50% of 2
+        ["api-c-1", "web-c-1"], ["api-c-2", "web-c-2"], ["web-c-3"],
+    ]
+    assert plan["zones"] == [
+        {"az": "us-east-1a", "batches": [1, 3], "monitor": 900},
+        {"az": "us-east-1b", "batches": [4, 5], "monitor": 60},
+        {"az": "us-east-1c", "batches": [6, 8], "monitor": 60},
+    ]
+    assert plan["bake"] == [300, 60, 900, 60, 60, 60, 60, 60]
+
+
+def test_zonal_keeps_each_azs_minimum_of_healthy_hosts():
+    fleet = Fleet()
+    fleet.group("web", {"a": 4, "b": 4}, min_size=0)
+    fleet.hosts[0]["current_version"] = "2.0"  # skipped, still serving in its AZ
+    plan = fleet.plan(strategy="zonal", batch_size="100%", max_az_share="100%", min_healthy=0, canary=0,
+                      zonal_min_healthy_percent=50)
+    assert plan["refusals"] == []
+    # 4 serve in each AZ, 2 must stay: 2 out at once.
+    assert plan["batches"] == [["web-a-2", "web-a-3"], ["web-a-4"], ["web-b-1", "web-b-2"], ["web-b-3", "web-b-4"]]
+
+
+def test_zonal_refuses_an_az_whose_minimum_keeps_every_host_in():
+    fleet = Fleet()
+    fleet.group("web", {"a": 1, "b": 3}, min_size=0)
+    plan = fleet.plan(strategy="zonal", min_healthy=0, zonal_min_healthy_percent=60)
+    assert refused(plan, "AZ us-east-1a", "zonal_min_healthy_percent 60 keeps 1 of its 1 targeted hosts")
+    assert len(plan["refusals"]) == 1  # 3 serve in b: 2 stay, 1 may leave
+
+
+def test_what_the_plan_adds_stays_small_whatever_the_fleet():
+    fleet = Fleet()
+    fleet.group("web", {"a": 400, "b": 400, "c": 400}, min_size=0)
+    for strategy in ("batches", "zonal"):
+        plan = fleet.plan(strategy=strategy, batch_size="10%", min_healthy=0, checkpoints=[10, 25, 50, 75],
+                          bake_seconds=60, canary_bake_seconds=300)
+        assert len(plan["bake"]) == len(plan["batches"]) <= 40
+        assert len(plan["zones"]) <= 3 and len(plan["checkpoints"]) <= 4
+        extras = {k: plan[k] for k in ("strategy", "bake", "checkpoints", "zones")}
+        assert len(repr(extras)) < 1500, strategy
 
 
 # --- the property test -------------------------------------------------------------------------
@@ -459,6 +554,12 @@ def random_fleet(rng):
         "min_healthy": rng.choice([0, 1, 2, "0%", "25%", "50%", "50%", "75%", "90%", "100%"]),
         "capacity": rng.choice(["auto", "reduce", "surge", "none"]),
         "recovered_standby": recovered,
+        "strategy": rng.choice(["batches", "batches", "zonal"]),
+        "checkpoints": sorted(rng.sample(range(1, 100), rng.choice([0, 0, 1, 2, 3]))),
+        "zonal_min_healthy_percent": rng.choice([0, 0, 25, 50, 75]),
+        "bake_seconds": rng.choice([0, 30]),
+        "canary_bake_seconds": rng.choice([0, 300]),
+        "zonal_monitor_seconds": rng.choice([0, 900]),
     }
     if rng.random() < 0.3:  # sometimes with a max_size too small for the recovered hosts' return
         name = rng.choice(sorted(fleet.groups))
@@ -491,6 +592,7 @@ def check_plan(fleet, settings, plan):
     assert all(h["reason"] for h in plan["left_alone"])
 
     # Sizes, shares, canary.
+    zonal = settings.get("strategy") == "zonal"
     size = resolve(parse_amount(settings["batch_size"], "b"), len(planned))
     share = parse_amount(settings["max_az_share"], "s")
     pair_total = Counter((hosts[n]["asg"], hosts[n]["az"]) for n in planned)
@@ -500,13 +602,21 @@ def check_plan(fleet, settings, plan):
         assert len(batch) <= size
         for pair, count in Counter((hosts[n]["asg"], hosts[n]["az"]) for n in batch).items():
             assert count <= resolve(share, pair_total[pair]), (pair, batch)
+    # The canary comes from the largest group (zonal: of the first AZ).
+    canary_total = group_total
+    if zonal:
+        check_zones(fleet, settings, plan, hosts, already_out)
+        if plan["batches"]:
+            first_az = hosts[plan["batches"][0][0]]["az"]
+            canary_total = Counter(hosts[n]["asg"] for n in planned if hosts[n]["az"] == first_az)
+    check_bakes_and_checkpoints(settings, plan)
     if plan["canary"]:
         assert settings["canary"] and len(plan["batches"]) > 1
         assert plan["canary"] == len(plan["batches"][0]) <= min(settings["canary"], size)
-        largest = max(group_total.values())
+        largest = max(canary_total.values())
         canary_groups = {hosts[n]["asg"] for n in plan["batches"][0]}
         assert len(canary_groups) == 1
-        assert group_total[canary_groups.pop()] == largest
+        assert canary_total[canary_groups.pop()] == largest
     else:
         assert not settings["canary"] or len(plan["batches"]) <= 1
     if settings["canary"] and len(plan["batches"]) > 1:
@@ -565,26 +675,81 @@ def check_plan(fleet, settings, plan):
         else:  # auto: a surge only where one host out would breach min_healthy
             assert surge == (1 - room if takes_out and room < 1 else 0)
     assert all(any(f"ASG {name}" in line for line in plan["refusals"]) for name in expect_refused)
+    expect_refused |= {line for line in plan["refusals"] if line.startswith("AZ ")}
     if not expect_refused:
         assert plan["refusals"] == []
     return bool(expect_refused)
 
 
+def check_zones(fleet, settings, plan, hosts, already_out):
+    """Zonal: each batch in one AZ, each AZ's batches together, AZs in natural order, the per-AZ
+    minimum of serving hosts kept (or the AZ refused), the first AZ monitored longer."""
+    batch_azs = [{hosts[n]["az"] for n in batch} for batch in plan["batches"]]
+    assert all(len(azs) == 1 for azs in batch_azs)
+    order = [azs.pop() for azs in batch_azs]
+    waves = [az for index, az in enumerate(order) if index == 0 or order[index - 1] != az]
+    assert waves == sorted(set(order), key=natural_key)  # contiguous, in natural order
+    assert [z["az"] for z in plan["zones"]] == waves
+    for index, zone in enumerate(plan["zones"]):
+        first, last = zone["batches"]
+        assert set(order[first - 1:last]) == {zone["az"]} and (index or first == 1)
+        assert zone["monitor"] == (settings["zonal_monitor_seconds"] if index == 0 else settings["bake_seconds"])
+    percent = settings["zonal_min_healthy_percent"]
+    if percent:
+        planned = {n for b in plan["batches"] for n in b}
+        for az in waves:
+            serving = sum(1 for n, h in hosts.items() if h["az"] == az and (n in plan["skipped"] or (
+                n in planned and not already_out(h))))
+            room = serving - math.ceil(serving * percent / 100 - 1e-9)
+            leaving = [n for n in planned if hosts[n]["az"] == az and not already_out(hosts[n])]
+            if room < 1 and leaving:
+                assert refused(plan, f"AZ {az}", "zonal_min_healthy_percent"), (az, plan["refusals"])
+                continue
+            for batch in plan["batches"]:
+                assert sum(1 for n in batch if hosts[n]["az"] == az and not already_out(hosts[n])) <= room
+
+
+def check_bakes_and_checkpoints(settings, plan):
+    batches = plan["batches"]
+    bake = settings.get("bake_seconds", 0)
+    canary_bake = settings.get("canary_bake_seconds", 0)
+    assert len(plan["bake"]) == len(batches)
+    done = [sum(len(b) for b in batches[:n]) for n in range(1, len(batches) + 1)]
+    total = done[-1] if done else 0
+    expected = {}
+    for percent in settings.get("checkpoints", []):
+        number = next(n for n, d in enumerate(done, start=1) if d * 100 >= percent * total)
+        if number < len(batches):
+            expected.setdefault(number, []).append(percent)
+    assert [(c["batch"], c["percents"], c["hosts"], c["of"]) for c in plan["checkpoints"]] == [
+        (n, p, done[n - 1], total) for n, p in sorted(expected.items())]
+    assert [c["number"] for c in plan["checkpoints"]] == list(range(1, len(expected) + 1))
+    for number, seconds in enumerate(plan["bake"], start=1):
+        wanted = [bake]
+        if number == 1 and plan["canary"]:
+            wanted.append(canary_bake)
+        if number in expected:
+            wanted.append(canary_bake)
+        wanted += [z["monitor"] for z in plan["zones"] if z["batches"][1] == number]
+        assert seconds == max(wanted), (number, plan["bake"])
+
+
 def test_every_invariant_on_random_fleets():
     rng = random.Random(20240611)
-    refused_plans = surged = lowered = 0
+    refused_plans = surged = lowered = zonal = 0
     for _ in range(400):
         fleet, settings = random_fleet(rng)
         plan = plan_deploy(fleet.hosts, fleet.groups, settings)
         refused_plans += check_plan(fleet, settings, plan)
         surged += any(c["surge"] for c in plan["capacity"].values())
         lowered += any(c["during"]["min_size"] < c["original"]["min_size"] for c in plan["capacity"].values())
+        zonal += len(plan["zones"]) > 1 and not plan["refusals"]
         # Determinism: the same fleet in another order gives the same plan.
         shuffled = list(fleet.hosts)
         rng.shuffle(shuffled)
         assert plan_deploy(shuffled, dict(reversed(list(fleet.groups.items()))), settings) == plan
     # The generator reaches every branch often enough to mean something.
-    assert refused_plans > 40 and surged > 40 and lowered > 40, (refused_plans, surged, lowered)
+    assert refused_plans > 40 and surged > 40 and lowered > 40 and zonal > 40, (refused_plans, surged, lowered, zonal)
 
 
 # --- through Ansible ---------------------------------------------------------------------------

@@ -27,6 +27,14 @@ description:
     group of their own with only the batch size and AZ share rules.
   - Batches are spread round robin over groups (most hosts left first), then over each group's
     AZs; names in natural order; the same input gives the same plan.
+  - With O(strategy=zonal) the batches go one AZ after the other (AZs in natural order), each batch
+    within one AZ, by the same rules (a percentage O(batch_size) is of the AZ's hosts to deploy); the
+    canary comes from the first AZ's largest group; the first AZ's last batch is watched
+    O(zonal_monitor_seconds); each AZ keeps O(zonal_min_healthy_percent) of its targeted hosts in
+    service (refused for an AZ where that leaves none to take out).
+  - The plan says how long each batch bakes in service before the next (C(bake)) and which batches
+    end at a checkpoint (C(checkpoints)). What it adds is a number per batch and an entry per AZ and
+    checkpoint, small enough for the deploy lock's record whatever the fleet.
   - O(capacity) decides what happens when keeping MinSize or O(min_healthy) needs a change; see
     there. C(EnterStandby) lowers DesiredCapacity, which may not go below MinSize;
     C(ExitStandby) raises it, which may not go above MaxSize.
@@ -107,6 +115,37 @@ options:
     type: list
     elements: str
     default: []
+  strategy:
+    description: V(batches) (batches spread over the AZs) or V(zonal) (one AZ at a time).
+    type: str
+    choices: [batches, zonal]
+    default: batches
+  bake_seconds:
+    description: Seconds every batch bakes in service before the next starts (the last one too).
+    type: int
+    default: 0
+  canary_bake_seconds:
+    description: Seconds the canary batch, and a batch ending at a checkpoint, bakes (when longer than O(bake_seconds)).
+    type: int
+    default: 0
+  checkpoints:
+    description:
+      - Percentages (1 to 99) of the hosts to deploy; each is at the first batch boundary at or past it.
+        Percentages reached by the same batch share its checkpoint; one only the last batch reaches is
+        dropped (the rollout ends there).
+    type: list
+    elements: int
+    default: []
+  zonal_monitor_seconds:
+    description: With O(strategy=zonal), seconds the first AZ's last batch bakes (the others' O(bake_seconds)).
+    type: int
+    default: 0
+  zonal_min_healthy_percent:
+    description:
+      - With O(strategy=zonal), the share (0 to 99) of each AZ's targeted hosts in service (hosts to
+        deploy and hosts skipped) that stays in service; rounded up.
+    type: int
+    default: 0
 notes:
   - Surge instances are launched by the group with whatever a new instance gets (the release of
     the last successful deploy) and are not in the batches. Wait until they are InService and
@@ -128,7 +167,9 @@ EXAMPLES = r"""
     deploy_plan: >-
       {{ deploy_hosts | ec2fleet.fleet.deploy_plan(asg_info.results, {
            'version': app_version, 'canary': 1, 'batch_size': '25%', 'max_az_share': '50%',
-           'min_healthy': '75%', 'capacity': 'auto', 'recovered_standby': recovered_ids}) }}
+           'min_healthy': '75%', 'capacity': 'auto', 'recovered_standby': recovered_ids,
+           'strategy': 'zonal', 'bake_seconds': 60, 'canary_bake_seconds': 300, 'checkpoints': [10, 50],
+           'zonal_monitor_seconds': 600, 'zonal_min_healthy_percent': 50}) }}
 
 - name: Stop when the fleet is not fit for it
   ansible.builtin.assert:
@@ -175,6 +216,29 @@ _value:
       description: One line per reason not to run this plan; empty when it may run.
       type: list
       elements: str
+    strategy:
+      description: V(batches) or V(zonal).
+      type: str
+    bake:
+      description:
+        - Per batch (same order as C(batches)), the seconds it stays in service, watched, before the next
+          batch starts (or the rollout ends); 0 for none. The longest of O(bake_seconds), the canary's and a
+          checkpoint's O(canary_bake_seconds), and an AZ's monitor.
+      type: list
+      elements: int
+    checkpoints:
+      description:
+        - "The batches that end at a checkpoint, in order: C(number) (1, 2, ...), C(batch) (1-based),
+          C(percents) (the O(checkpoints) it stands for), C(hosts) (hosts deployed once it is done) and
+          C(of) (hosts to deploy)."
+      type: list
+      elements: dict
+    zones:
+      description:
+        - With O(strategy=zonal), the waves in order, C(az), C(batches) (its first and last batch number)
+          and C(monitor) (seconds its last batch bakes); empty otherwise.
+      type: list
+      elements: dict
 """
 
 from ansible_collections.ec2fleet.fleet.plugins.module_utils.deploy_plan import DeployPlanError, plan_deploy

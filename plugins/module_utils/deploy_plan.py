@@ -1,10 +1,12 @@
 """Plan a rolling deploy over EC2 hosts, most of them in Auto Scaling groups: pure logic, no AWS calls.
 
 ``plan_deploy(hosts, groups, settings)`` decides which hosts are skipped (already on the version),
-which are left alone (an operator's Standby, Pending*, Terminating*...), the batches (canary first),
-the capacity each group needs during the rollout (MinSize lowered, DesiredCapacity/MaxSize surged)
-and why the deploy must not start (``refusals``). The filters ``ec2fleet.fleet.deploy_plan`` and
-``ec2fleet.fleet.deploy_batches`` (the older, capacity-blind planner) are thin wrappers over it.
+which are left alone (an operator's Standby, Pending*, Terminating*...), the batches (canary first;
+with the ``zonal`` strategy one AZ after the other), the seconds each batch bakes in service before
+the next, the batches that end at a checkpoint, the capacity each group needs during the rollout
+(MinSize lowered, DesiredCapacity/MaxSize surged) and why the deploy must not start (``refusals``).
+The filters ``ec2fleet.fleet.deploy_plan`` and ``ec2fleet.fleet.deploy_batches`` (the older,
+capacity-blind planner) are thin wrappers over it.
 
 Rules every batch keeps:
 
@@ -12,7 +14,12 @@ Rules every batch keeps:
 * per group, at most ``InService + surge - min_healthy`` of its InService instances out
   (instances an interrupted run left in Standby are out already and do not count);
 * desired capacity ``D + surge - out`` never below the MinSize in force during the rollout;
-* at most ``batch_size`` hosts.
+* at most ``batch_size`` hosts;
+* ``zonal``: hosts of one AZ only, and at most the AZ's targeted hosts in service minus
+  ``zonal_min_healthy_percent`` of them out.
+
+What the plan adds to the batches stays small whatever the fleet (one number per batch, one entry
+per AZ and per checkpoint): it may go into the deploy lock's record.
 
 Runs on the controller only, but written for any Python ansible-core supports (3.8+).
 """
@@ -30,6 +37,7 @@ IN_SERVICE = "InService"
 STANDBY_STATES = frozenset({"Standby", "EnteringStandby"})
 HEALTHY = "Healthy"
 CAPACITY_MODES = ("auto", "reduce", "surge", "none")
+STRATEGIES = ("batches", "zonal")
 # The deploy keeps per-group state (suspended processes, original capacity) in one SSM parameter
 # of at most 4 KiB (standard tier).
 MAX_GROUPS = 20
@@ -43,6 +51,12 @@ DEFAULTS = {
     "min_healthy": "50%",
     "capacity": "auto",
     "recovered_standby": (),
+    "strategy": "batches",
+    "bake_seconds": 0,
+    "canary_bake_seconds": 0,
+    "checkpoints": (),
+    "zonal_monitor_seconds": 0,
+    "zonal_min_healthy_percent": 0,
 }
 
 
@@ -137,14 +151,15 @@ def _on_version(host, version):
     return current is not None and str(current) == str(version)
 
 
-def _schedule(queues, pair_caps, group_limits, size, canary):
+def _schedule(queues, pair_caps, group_limits, size, canary, batch_limit=None):
     """Fill the batches.
 
     ``queues``: {(group, az): deque of (name, counts)} in deploy order, ``counts`` False for hosts
     already out of service (they do not count against the group limit; they come first).
     ``pair_caps``: {(group, az): most hosts of the pair in one batch}. ``group_limits``: {group:
     most counting hosts of the group in one batch, or None}. The canary batch (``canary`` hosts at
-    most) comes from the group with the most hosts to deploy.
+    most) comes from the group with the most hosts to deploy. ``batch_limit``: most counting hosts
+    in one batch, or None.
     Returns the batches (names in natural order) and whether the first one is a canary.
     """
     names = {pair: (_group_key(pair[0]), natural_key(pair[1])) for pair in queues}
@@ -156,6 +171,7 @@ def _schedule(queues, pair_caps, group_limits, size, canary):
     def take(wanted, only_group):
         batch, in_pair, in_group, counted = [], Counter(), Counter(), Counter()
         while len(batch) < wanted:
+            full = batch_limit is not None and sum(counted.values()) >= batch_limit
             best = None
             for pair in pairs:
                 group = pair[0]
@@ -165,7 +181,7 @@ def _schedule(queues, pair_caps, group_limits, size, canary):
                 if only_group is not None and group != only_group[0]:
                     continue
                 limit = group_limits.get(group)
-                if queue[0][1] and limit is not None and counted[group] >= limit:
+                if queue[0][1] and (full or (limit is not None and counted[group] >= limit)):
                     continue
                 # Round robin over groups (the one with most hosts left first), then over its AZs.
                 key = (in_group[group], -left[group], names[pair][0], in_pair[pair], -len(queue), names[pair][1])
@@ -240,7 +256,32 @@ def _settings(settings):
     if isinstance(recovered, str) or not isinstance(recovered, (list, tuple, set, frozenset)):
         raise DeployPlanError(f"recovered_standby must be a list of instance ids, got {recovered!r}")
     merged["recovered_standby"] = frozenset(str(i) for i in recovered)
+    strategy = str(merged["strategy"]).strip().lower()
+    if strategy not in STRATEGIES:
+        raise DeployPlanError(f"strategy must be one of {', '.join(STRATEGIES)}, got {merged['strategy']!r}")
+    merged["strategy"] = strategy
+    for key in ("bake_seconds", "canary_bake_seconds", "zonal_monitor_seconds"):
+        merged[key] = _whole(merged[key], key, 0, None)
+    merged["zonal_min_healthy_percent"] = _whole(merged["zonal_min_healthy_percent"], "zonal_min_healthy_percent", 0, 99)
+    points = merged["checkpoints"]
+    if isinstance(points, str) or not isinstance(points, (list, tuple, set, frozenset)):
+        raise DeployPlanError(f"checkpoints must be a list of percentages from 1 to 99, got {points!r}")
+    merged["checkpoints"] = sorted({_whole(p, "checkpoints", 1, 99) for p in points})
     return merged
+
+
+def _whole(value, what, lowest, highest):
+    """A whole number within [lowest, highest] (highest None: no upper bound)."""
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        number = int(str(value).strip())
+    except ValueError:
+        number = None
+    if number is None or number < lowest or (highest is not None and number > highest):
+        span = f"from {lowest} to {highest}" if highest is not None else f"of at least {lowest}"
+        raise DeployPlanError(f"{what} must be whole numbers {span}, got {value!r}")
+    return number
 
 
 def _groups(groups):
@@ -290,6 +331,7 @@ def plan_deploy(hosts, groups, settings):
     groups = _groups(groups)
     version, mode, recovered = opts["version"], opts["capacity"], opts["recovered_standby"]
     refusals, host_refusals, skipped, left_alone = [], [], [], []
+    serving = Counter()  # AZ -> targeted hosts in service before the rollout (zonal_min_healthy_percent)
     queues = {}  # (group, az) -> deque of (name, counts against the group limit)
     missing = {}  # group not described -> its hosts
 
@@ -338,8 +380,10 @@ def plan_deploy(hosts, groups, settings):
                                      "fix it or leave it out of deploy_target")
         if not opts["force"] and instance_id not in recovered and _on_version(host, version):
             skipped.append(name)
+            serving[str(az or "")] += 1
             continue
         targets.append((not is_recovered, name, group_name, str(az or ""), instance_id))
+        serving[str(az or "")] += not is_recovered
     for counts, name, group_name, az, _id in sorted(targets, key=lambda t: (t[0], natural_key(t[1]))):
         queues.setdefault((group_name, az), deque()).append((name, counts))
 
@@ -411,7 +455,11 @@ def plan_deploy(hosts, groups, settings):
     total = sum(map(len, queues.values()))
     caps = {pair: resolve(opts["max_az_share"], len(queue)) for pair, queue in queues.items()}
     counted = {pair: [name for name, counts in queue if counts] for pair, queue in queues.items()}
-    batches, has_canary = _schedule(queues, caps, limits, resolve(opts["batch_size"], total), opts["canary"])
+    zones = []
+    if opts["strategy"] == "zonal":
+        batches, has_canary, zones = _zonal(queues, caps, limits, opts, serving, refusals)
+    else:
+        batches, has_canary = _schedule(queues, caps, limits, resolve(opts["batch_size"], total), opts["canary"])
 
     # The capacity each group needs while its hosts are out.
     capacity = {}
@@ -437,6 +485,7 @@ def plan_deploy(hosts, groups, settings):
         if during != original:
             capacity[group_name] = {"original": original, "during": during, "surge": surge}
 
+    checkpoints = _checkpoints(batches, opts["checkpoints"])
     return {
         "batches": batches,
         "skipped": skipped,
@@ -445,4 +494,70 @@ def plan_deploy(hosts, groups, settings):
         "min_healthy": min_healthy,
         "refusals": refusals + host_refusals,
         "canary": len(batches[0]) if has_canary else 0,
+        "strategy": opts["strategy"],
+        "bake": _bakes(batches, has_canary, checkpoints, zones, opts),
+        "checkpoints": checkpoints,
+        "zones": zones,
     }
+
+
+def _zonal(queues, caps, limits, opts, serving, refusals):
+    """One AZ after the other, in natural order, the canary first in the first one; each AZ's batches
+    by the usual rules (a percentage batch size is of the AZ's hosts to deploy), and at most the AZ's
+    serving hosts minus zonal_min_healthy_percent of them out at once.
+    Returns (batches, whether the first is a canary, [{az, batches: [first, last], monitor}])."""
+    percent = opts["zonal_min_healthy_percent"]
+    batches, zones = [], []
+    for az in sorted({az for _group, az in queues}, key=natural_key):
+        wave = {pair: queue for pair, queue in queues.items() if pair[1] == az}
+        hosts = sum(map(len, wave.values()))
+        limit = None
+        if percent:
+            keep = math.ceil(serving[az] * percent / 100 - 1e-9)
+            room = serving[az] - keep
+            if room < 1 and any(counts for queue in wave.values() for _name, counts in queue):
+                refusals.append(f"AZ {az or '(none)'}: zonal_min_healthy_percent {percent} keeps {keep} of its "
+                                f"{serving[az]} targeted hosts in service, so none can leave: lower it, or deploy "
+                                "with the batches strategy")
+            limit = max(1, room)
+        planned, _canary = _schedule(wave, caps, limits, resolve(opts["batch_size"], hosts),
+                                     opts["canary"] if not batches else 0, limit)
+        first = len(batches) + 1
+        batches += planned
+        monitor = opts["zonal_monitor_seconds"] if not zones else opts["bake_seconds"]
+        zones.append({"az": az, "batches": [first, len(batches)], "monitor": monitor})
+    return batches, bool(opts["canary"]) and len(batches) > 1, zones
+
+
+def _checkpoints(batches, percents):
+    """Each checkpoint at the first batch boundary at or past its percentage of the hosts to deploy;
+    percentages reached by the same batch share one checkpoint, and none is after the last batch
+    (the rollout is over there)."""
+    total = sum(map(len, batches))
+    found, done = [], 0
+    ends = []
+    for number, batch in enumerate(batches, start=1):
+        done += len(batch)
+        ends.append((number, done))
+    for percent in percents:
+        number, hosts = next(((n, d) for n, d in ends if d * 100 >= percent * total), (None, None))
+        if number is None or number == len(batches):
+            continue
+        if found and found[-1]["batch"] == number:
+            found[-1]["percents"].append(percent)
+            continue
+        found.append({"number": len(found) + 1, "batch": number, "percents": [percent], "hosts": hosts, "of": total})
+    return found
+
+
+def _bakes(batches, has_canary, checkpoints, zones, opts):
+    """Seconds each batch stays in service, watched, before the next starts (or the rollout ends):
+    every batch bake_seconds, the canary and a batch ending at a checkpoint canary_bake_seconds,
+    each AZ's last batch its monitor; the longest applies."""
+    bake = [opts["bake_seconds"]] * len(batches)
+    longer = [(1, opts["canary_bake_seconds"])] if has_canary else []
+    longer += [(point["batch"], opts["canary_bake_seconds"]) for point in checkpoints]
+    longer += [(zone["batches"][1], zone["monitor"]) for zone in zones]
+    for number, seconds in longer:
+        bake[number - 1] = max(bake[number - 1], seconds)
+    return bake
