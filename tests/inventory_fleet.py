@@ -3,10 +3,16 @@
 A fleet per region: one VPC with a public and a private subnet per AZ, a bastion with a public
 address in the public subnet, and Auto Scaling Groups (launch template, tags Role/Env propagated
 at launch) in the private subnets. Every instance then gets a unique ``Name`` tag.
+
+moto keeps one backend per account and answers AssumeRole with credentials of the role's account:
+``with in_account("111122223333"):`` builds in that account (the process's credentials are the
+role's until the block ends).
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 from dataclasses import dataclass, field
 
 import boto3
@@ -23,6 +29,31 @@ class RegionFleet:
     bastion_ids: list = field(default_factory=list)
     asgs: dict = field(default_factory=dict)  # name -> [instance ids]
     names: dict = field(default_factory=dict)  # instance id -> Name tag
+
+
+def role_arn(account_id, name="fleet-read"):
+    return f"arn:aws:iam::{account_id}:role/{name}"
+
+
+@contextlib.contextmanager
+def in_account(account_id, endpoint_url=None):
+    """Every boto3 client created in the block acts in ``account_id`` (through an assumed role)."""
+    names = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+    before = {name: os.environ.get(name) for name in names}
+    creds = boto3.client("sts", endpoint_url=endpoint_url).assume_role(
+        RoleArn=role_arn(account_id, "fleet-builder"), RoleSessionName="fleet-builder")["Credentials"]
+    os.environ.update(zip(names, (creds["AccessKeyId"], creds["SecretAccessKey"], creds["SessionToken"]), strict=True))
+    # boto3's default session keeps the credentials it first found: a new one reads these.
+    boto3.DEFAULT_SESSION = None
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        boto3.DEFAULT_SESSION = None
 
 
 def _client(service, region, endpoint_url=None):
@@ -111,12 +142,13 @@ def name_instances(fleet, ids, prefix, endpoint_url=None):
         fleet.names[instance_id] = name
 
 
-def build_fleet(regions, per_region, asgs_per_region=2, endpoint_url=None, env="prod"):
-    """A fleet of ``per_region`` instances per region: 1 bastion + ASGs sharing the rest."""
+def build_fleet(regions, per_region, asgs_per_region=2, endpoint_url=None, env="prod", prefix=""):
+    """A fleet of ``per_region`` instances per region: 1 bastion + ASGs sharing the rest.
+    ``prefix`` starts every name (bastion, ASG, instance): fleets of several accounts stay apart."""
     fleets = []
     for r, region in enumerate(regions):
         fleet = make_network(region, cidr=f"10.{r}.0.0/16", endpoint_url=endpoint_url)
-        short = "".join(part[0] for part in region.split("-")[:2]) + region.split("-")[-1]
+        short = prefix + "".join(part[0] for part in region.split("-")[:2]) + region.split("-")[-1]
         add_bastion(fleet, f"bastion-{short}", endpoint_url=endpoint_url, env=env)
         remaining = per_region - 1
         for a in range(asgs_per_region):

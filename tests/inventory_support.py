@@ -1,5 +1,6 @@
 """Helpers for the ec2_fleet inventory tests: run the plugin in-process or through the real CLI,
-count AWS calls, and a labelled test double for what moto cannot do (deny access)."""
+count AWS calls, and labelled test doubles for what moto cannot do (deny access, answer SSM's
+DescribeInstanceInformation)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import os
 import subprocess
 import sys
 import threading
+import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -107,18 +110,19 @@ def all_hosts(listing):
     return set(listing.get("_meta", {}).get("hostvars", {}))
 
 
-class DenyingEndpoint:
-    """TEST DOUBLE for IAM, which the shared moto server does not enforce: an HTTP endpoint on
-    127.0.0.1 that answers the denied services with AWS's AccessDenied error and forwards every
-    other request unchanged to the real emulator."""
+class ForwardingEndpoint:
+    """TEST DOUBLE base: an HTTP endpoint on 127.0.0.1 that forwards every request unchanged to the
+    real emulator, except those its ``answer`` hook answers itself (what moto cannot do)."""
 
-    def __init__(self, upstream, denied_services=("*",)):
+    def __init__(self, upstream):
         self.upstream = upstream.rstrip("/")
-        self.denied = set(denied_services)
-        handler = self._handler()
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def answer(self, request):
+        """(status, content type, payload) to answer ``request`` here, or None to forward it."""
+        return None
 
     def _handler(self):
         endpoint = self
@@ -127,41 +131,24 @@ class DenyingEndpoint:
             def log_message(self, *args):
                 pass
 
-            def _service(self):
-                auth = self.headers.get("Authorization", "")
-                # Credential=AKID/date/region/service/aws4_request
-                try:
-                    return auth.split("Credential=", 1)[1].split(",", 1)[0].split("/")[3]
-                except IndexError:
-                    return ""
-
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                service = self._service()
-                if "*" in endpoint.denied or service in endpoint.denied:
-                    payload = (
-                        "<ErrorResponse><Error><Type>Sender</Type><Code>AccessDenied</Code>"
-                        f"<Message>User is not authorized to perform {service} calls</Message></Error>"
-                        "<RequestId>test-double</RequestId></ErrorResponse>"
-                    ).encode()
-                    if service == "ec2":
-                        payload = (
-                            b"<Response><Errors><Error><Code>UnauthorizedOperation</Code>"
-                            b"<Message>You are not authorized to perform this operation.</Message></Error></Errors>"
-                            b"<RequestID>test-double</RequestID></Response>"
-                        )
-                    self.send_response(403)
-                    self.send_header("Content-Type", "text/xml")
+                request = SignedRequest(self.headers, body)
+                answered = endpoint.answer(request)
+                if answered is not None:
+                    status, content_type, payload = answered
+                    self.send_response(status)
+                    self.send_header("Content-Type", content_type)
                     self.send_header("Content-Length", str(len(payload)))
                     self.end_headers()
                     self.wfile.write(payload)
                     return
-                request = urllib.request.Request(endpoint.upstream + self.path, data=body, method="POST")
+                forward = urllib.request.Request(endpoint.upstream + self.path, data=body, method="POST")
                 for key, value in self.headers.items():
                     if key.lower() not in ("host", "content-length"):
-                        request.add_header(key, value)
+                        forward.add_header(key, value)
                 try:
-                    with urllib.request.urlopen(request, timeout=60) as resp:
+                    with urllib.request.urlopen(forward, timeout=60) as resp:
                         status, headers, data = resp.status, resp.headers, resp.read()
                 except urllib.error.HTTPError as err:
                     status, headers, data = err.code, err.headers, err.read()
@@ -182,3 +169,85 @@ class DenyingEndpoint:
     def __exit__(self, *exc):
         self.server.shutdown()
         self.server.server_close()
+
+
+class SignedRequest:
+    """What a test double needs of a SigV4-signed request: service, region, key, target, body."""
+
+    def __init__(self, headers, body):
+        self.body = body
+        self.target = headers.get("X-Amz-Target", "")
+        # Authorization: AWS4-HMAC-SHA256 Credential=AKID/date/region/service/aws4_request, ...
+        auth = headers.get("Authorization", "")
+        try:
+            scope = auth.split("Credential=", 1)[1].split(",", 1)[0].split("/")
+        except IndexError:
+            scope = ["", "", "", ""]
+        self.access_key, self.region, self.service = scope[0], scope[2], scope[3]
+
+
+class DenyingEndpoint(ForwardingEndpoint):
+    """TEST DOUBLE for IAM, which the shared moto server does not enforce: answers the denied
+    services, and AssumeRole of the denied roles, with AWS's access denied error."""
+
+    def __init__(self, upstream, denied_services=("*",), denied_roles=()):
+        super().__init__(upstream)
+        self.denied = set(denied_services)
+        self.denied_roles = [urllib.parse.quote(arn, safe="").encode() for arn in denied_roles]
+
+    def answer(self, request):
+        service = request.service
+        if service == "sts" and any(b"RoleArn=" + arn in request.body for arn in self.denied_roles):
+            return 403, "text/xml", (
+                b"<ErrorResponse><Error><Type>Sender</Type><Code>AccessDenied</Code>"
+                b"<Message>User is not authorized to perform: sts:AssumeRole</Message></Error>"
+                b"<RequestId>test-double</RequestId></ErrorResponse>"
+            )
+        if "*" not in self.denied and service not in self.denied:
+            return None
+        if service == "ec2":
+            return 403, "text/xml", (
+                b"<Response><Errors><Error><Code>UnauthorizedOperation</Code>"
+                b"<Message>You are not authorized to perform this operation.</Message></Error></Errors>"
+                b"<RequestID>test-double</RequestID></Response>"
+            )
+        if service == "ssm":
+            return 400, "application/x-amz-json-1.1", json.dumps(
+                {"__type": "AccessDeniedException", "message": "User is not authorized to perform ssm calls"}).encode()
+        return 403, "text/xml", (
+            "<ErrorResponse><Error><Type>Sender</Type><Code>AccessDenied</Code>"
+            f"<Message>User is not authorized to perform {service} calls</Message></Error>"
+            "<RequestId>test-double</RequestId></ErrorResponse>"
+        ).encode()
+
+
+class SsmInstanceInformation(ForwardingEndpoint):
+    """TEST DOUBLE for SSM's DescribeInstanceInformation, which moto (5.2.5) does not implement (its
+    server answers HTTP 500): managed instances registered here per region are answered in pages of
+    at most ``page_size`` (fewer than asked, as AWS may), with NextToken; every other request goes
+    to the emulator. ``requests`` records (access key, region) of each call it answered."""
+
+    def __init__(self, upstream, page_size=2):
+        super().__init__(upstream)
+        self.page_size = page_size
+        self.managed = {}  # region -> [InstanceInformation]
+        self.requests = []
+
+    def register(self, region, instance_id, ping="Online", agent="3.3.40.0", platform=("Linux", "Debian GNU/Linux", "12")):
+        self.managed.setdefault(region, []).append({
+            "InstanceId": instance_id, "PingStatus": ping, "AgentVersion": agent, "ResourceType": "EC2Instance",
+            "PlatformType": platform[0], "PlatformName": platform[1], "PlatformVersion": platform[2]})
+
+    def answer(self, request):
+        if request.target != "AmazonSSM.DescribeInstanceInformation":
+            return None
+        self.requests.append((request.access_key, request.region))
+        query = json.loads(request.body or b"{}")
+        kinds = [v for f in query.get("Filters", []) if f["Key"] == "ResourceType" for v in f["Values"]]
+        items = [i for i in self.managed.get(request.region, []) if not kinds or i["ResourceType"] in kinds]
+        start = int(query.get("NextToken") or 0)
+        size = min(self.page_size, query.get("MaxResults", 50))
+        page = {"InstanceInformationList": items[start:start + size]}
+        if start + size < len(items):
+            page["NextToken"] = str(start + size)
+        return 200, "application/x-amz-json-1.1", json.dumps(page).encode()

@@ -359,13 +359,13 @@ def test_region_pool_is_bounded(aws, tmp_path, monkeypatch):
     original = cls._query_region
     active, peak, lock = [0], [0], threading.Lock()
 
-    def tracking(self, region):
+    def tracking(self, account, region):
         with lock:
             active[0] += 1
             peak[0] = max(peak[0], active[0])
         try:
             time.sleep(0.3)
-            return original(self, region)
+            return original(self, account, region)
         finally:
             with lock:
                 active[0] -= 1

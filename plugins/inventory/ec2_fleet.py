@@ -6,40 +6,60 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 name: ec2_fleet
-short_description: EC2 inventory with concurrent regions, ASG-aware groups, bastion wiring and a config-keyed cache
+short_description: EC2 inventory across accounts and regions, ASG-aware groups, bastion or SSM wiring and a config-keyed cache
 description:
-  - Discovers EC2 instances across regions (queried concurrently, bounded pool) and builds hosts,
-    groups and hostvars from them, ready for playbooks. A drop-in for C(amazon.aws.aws_ec2) -
+  - Discovers EC2 instances across regions and accounts (every (account, region) pair queried
+    concurrently, bounded pool) and builds hosts, groups and hostvars from them, ready for playbooks. A drop-in for C(amazon.aws.aws_ec2) -
     O(regions), O(filters), O(include_filters), O(exclude_filters), O(hostnames), O(keyed_groups),
     O(groups), O(compose), O(strict), caching, O(profile), O(assume_role_arn) and O(endpoint_url)
     mean the same.
-  - "Adds: regions that are not enabled for the account are skipped with a warning; Auto Scaling
+  - "Adds: several accounts in one inventory (O(accounts)); regions that are not enabled for the account are skipped with a warning; Auto Scaling
     awareness (groups C(asg_<name>), lifecycle state, health, scale-in protection and launch
     template version as hostvars); optional target-group membership; default groups by role tag,
-    environment tag, region and availability zone; bastion ProxyJump wiring per VPC; duplicate
-    hostnames never collapse into one host; a cache of the processed inventory keyed by the
-    inventory file's content, the credentials profile, the assumed role and the endpoint, so a
-    changed file never serves an old answer and a hit makes no AWS call."
+    environment tag, account, region and availability zone; SSH wired through the bastion of each
+    VPC or carried over an SSM session (O(connection_mode)); optional SSM agent hostvars
+    (O(ssm_hostvars)); duplicate hostnames never collapse into one host; a cache of the processed
+    inventory keyed by the inventory file's content, the credentials profile, every account's
+    identity and the endpoint, so a changed file never serves an old answer and a hit makes no
+    AWS call."
   - Hostvars are a curated set by default (see O(full_description) for every instance field).
     Hostvars always set (null when AWS has no value) -
-    C(ec2_instance_id), C(ec2_region), C(ec2_availability_zone), C(ec2_vpc_id), C(ec2_subnet_id),
+    C(ec2_instance_id), C(ec2_account_id) (the instance's owner account), C(ec2_account_alias)
+    (the account's O(accounts) alias, else null), C(ec2_region), C(ec2_availability_zone), C(ec2_vpc_id), C(ec2_subnet_id),
     C(ec2_private_ip_address), C(ec2_public_ip_address), C(ec2_private_dns_name),
     C(ec2_public_dns_name), C(ec2_instance_type), C(ec2_image_id), C(ec2_launch_time) (ISO 8601
     string), C(ec2_state) (for example V(running)), C(ec2_key_name), C(ec2_security_group_ids) (list),
     C(ec2_tags) (dict), C(asg_name), C(asg_lifecycle_state) (V(InService), V(Pending), V(Standby),
     V(Terminating)...), C(asg_health_status) (V(Healthy) or V(Unhealthy)), C(asg_protected_from_scale_in)
     (bool), C(asg_launch_template_version) (the five C(asg_*) are null outside an Auto Scaling Group
-    or when O(asg=false)), C(ec2_is_bastion) (bool), C(ansible_host).
+    or when O(asg=false)), C(ec2_is_bastion) (bool), C(ec2_connection_mode) (how the host is
+    reached - V(bastion), V(ssm) or V(direct), see O(connection_mode)), C(ansible_host).
   - C(target_group_arns) (list of target group ARNs the instance is registered in) only with
-    O(target_groups=true). C(ansible_ssh_common_args) only on hosts reached through a bastion.
-  - "Connection wiring: hosts tagged O(bastion_tag_key)=O(bastion_tag_value) form the group
-    C(bastion) and connect by their public address. Other hosts connect by their public address
-    when they have one (see O(ssh_via_bastion)), else by private address with
+    O(target_groups=true). C(ssm_ping_status) (V(Online), V(ConnectionLost), V(Inactive)),
+    C(ssm_agent_version), C(ssm_platform_type) (V(Linux), V(Windows), V(MacOS)),
+    C(ssm_platform_name) and C(ssm_platform_version) only with O(ssm_hostvars=true) (null for an
+    instance SSM does not manage). C(ansible_ssh_common_args) only on hosts reached through a
+    bastion or SSM.
+  - "Connection wiring (O(connection_mode), per host O(connection_mode_tag)). V(bastion) - hosts
+    tagged O(bastion_tag_key)=O(bastion_tag_value) form the group C(bastion) and connect by their
+    public address; other hosts connect by their public address when they have one (see
+    O(ssh_via_bastion)), else by private address with
     C(ansible_ssh_common_args=-o ProxyJump=[user@]bastion:port) through a bastion of their own VPC
-    (lowest instance id first). O(compose) runs after this wiring, so an inventory file can
-    override C(ansible_host) or C(ansible_ssh_common_args)."
+    and account (lowest instance id first). V(ssm) - SSH carried over an SSM Session Manager
+    session, no bastion and no inbound port - C(ansible_host) is the instance id and
+    C(ansible_ssh_common_args) a C(ProxyCommand) running the AWS CLI's C(aws ssm start-session
+    --target %h --document-name AWS-StartSSHSession --parameters portNumber=%p) with the host's
+    region and its account's credentials (C(--profile) for an account given by profile; for an
+    assumed role, the collection's C(plugins/module_utils/ssm_session.py) assumes it and runs the
+    CLI with the temporary credentials in its environment). The controller needs the AWS CLI and
+    its session-manager-plugin, the instance a running SSM agent; see the collection's
+    C(docs/ssm.md) for the IAM permissions. V(direct) - public address, else private, no proxy.
+    V(auto) - V(bastion) where the host's VPC has a bastion with a public address, else V(ssm).
+    O(compose) runs after this wiring, so an inventory file can override C(ansible_host) or
+    C(ansible_ssh_common_args)."
   - "Default groups (see O(default_groups)): C(bastion), C(asg_<name>), C(role_<Role tag>),
-    C(env_<Env tag>), C(region_<region>), C(az_<zone>); names are lower-cased and every character
+    C(env_<Env tag>), C(account_<alias>) (with O(accounts) only; the account id when it has no
+    alias), C(region_<region>), C(az_<zone>); names are lower-cased and every character
     other than a-z, 0-9 and _ becomes _, so C(web-prod) becomes C(asg_web_prod) and C(us-east-1a)
     becomes C(az_us_east_1a)."
   - Errors are fatal (ansible-inventory and ansible-playbook exit non-zero) and one line long -
@@ -67,9 +87,38 @@ options:
     description:
       - Regions to query. Empty means every region enabled for the account (C(DescribeRegions)).
       - A listed region that is not enabled for the account is skipped with a warning.
+      - With O(accounts), the regions of an account that lists none.
     type: list
     elements: str
     default: []
+  accounts:
+    description:
+      - Several AWS accounts in one inventory. Each entry is a dict with C(assume_role_arn) (the
+        role to assume in that account) or C(profile) (a named profile of that account; with
+        C(assume_role_arn) too, the source credentials of the role), and optionally C(alias)
+        (names the group C(account_<alias>) and the hostvar C(ec2_account_alias)), C(regions)
+        (default O(regions)), C(filters) (merged over O(filters), the account's value winning for
+        the same filter name) and C(role_session_name) (default O(role_session_name)).
+      - Accounts without their own C(profile) assume their role with the credentials of O(profile),
+        else the usual boto3 chain. O(include_filters), O(exclude_filters) and every other option
+        apply to all accounts.
+      - Every (account, region) pair is queried concurrently, at most O(max_concurrency) at once.
+        An account that fails (role not assumable, access denied, endpoint unreachable) is one
+        line naming it; O(strict_accounts) decides whether that fails the inventory.
+      - Hostnames that collide across accounts stay distinct hosts (see O(strict_hostnames)).
+      - Empty (default) - one account, the credentials of O(profile) and O(assume_role_arn).
+        O(assume_role_arn) cannot be combined with O(accounts) (a role to assume before the
+        accounts' roles goes into the profile, C(role_arn) and C(source_profile)).
+    type: list
+    elements: dict
+    default: []
+  strict_accounts:
+    description:
+      - With V(true) (default), an account of O(accounts) that fails fails the inventory, with one
+        line naming the account and the cause. With V(false), it is left out with a warning (none of
+        its hosts, even from regions that answered) and the other accounts are inventoried.
+    type: bool
+    default: true
   filters:
     description:
       - EC2 C(DescribeInstances) filters, ANDed, as a dict of filter name to value or list of
@@ -123,7 +172,7 @@ options:
       - name: AWS_PROFILE
       - name: AWS_DEFAULT_PROFILE
   assume_role_arn:
-    description: Role to assume (STS) with the credentials found, before any other call.
+    description: Role to assume (STS) with the credentials found, before any other call. Not with O(accounts).
     type: str
   role_session_name:
     description: Session name used with O(assume_role_arn).
@@ -138,7 +187,7 @@ options:
     env:
       - name: AWS_ENDPOINT_URL
   max_concurrency:
-    description: Regions queried at the same time (bounded thread pool), at least 1.
+    description: (Account, region) pairs queried at the same time (bounded thread pool), at least 1.
     type: int
     default: 4
   strict_permissions:
@@ -157,6 +206,14 @@ options:
         C(DescribeTargetHealth) call per target group per region).
     type: bool
     default: false
+  ssm_hostvars:
+    description:
+      - Query Systems Manager for the instances' SSM agent and set the C(ssm_*) hostvars (ping
+        status, agent version, platform) - one paginated C(DescribeInstanceInformation) sweep per
+        account and region, never a call per host. Needs C(ssm:DescribeInstanceInformation); with
+        O(strict_permissions=false) a denied call only drops these hostvars, with a warning.
+    type: bool
+    default: false
   full_description:
     description:
       - Add every field of the instance's C(DescribeInstances) description to the hostvars, named as
@@ -168,8 +225,8 @@ options:
     description: Which default groups to build.
     type: list
     elements: str
-    choices: [bastion, asg, role, env, region, az]
-    default: [bastion, asg, role, env, region, az]
+    choices: [bastion, asg, role, env, account, region, az]
+    default: [bastion, asg, role, env, account, region, az]
   role_tag:
     description: Tag whose value names the C(role_<value>) group.
     type: str
@@ -201,6 +258,31 @@ options:
     type: str
     choices: [when_private, always, never]
     default: when_private
+  connection_mode:
+    description:
+      - How Ansible reaches the hosts (see the connection wiring above).
+      - V(bastion) - ProxyJump through the bastion of the host's VPC, following O(ssh_via_bastion).
+      - V(ssm) - SSH carried over an SSM session; the host is addressed by its instance id.
+      - V(direct) - public address, else private, no proxy.
+      - V(auto) - V(bastion) where the host's VPC has a bastion with a public address, else V(ssm).
+    type: str
+    choices: [bastion, ssm, direct, auto]
+    default: bastion
+  connection_mode_tag:
+    description:
+      - Tag whose value (V(bastion), V(ssm), V(direct) or V(auto)) overrides O(connection_mode)
+        for that instance; another value is ignored with a warning. Empty turns the override off.
+    type: str
+    default: "ec2fleet:connection"
+  ssm_proxy_command:
+    description:
+      - The program the SSM C(ProxyCommand) runs with the AWS CLI's C(ssm start-session)
+        arguments, as written (it may carry options of its own, for example
+        C(aws --endpoint-url https://ssm.eu-west-1.amazonaws.com)). Another program taking the same
+        arguments can stand in for it where no Session Manager exists (a local fleet).
+      - Must not contain double quotes or backslashes.
+    type: str
+    default: aws
 """
 
 EXAMPLES = r"""
@@ -255,6 +337,27 @@ retry_mode: adaptive
 states: [running, stopped]
 
 ---
+# Three accounts in one inventory, each through its own role, reached over SSM where no
+# bastion is (connection_mode auto); a host tagged ec2fleet:connection=direct connects directly.
+plugin: ec2fleet.fleet.ec2_fleet
+regions: [eu-west-1]
+filters:
+  tag:Env: prod
+accounts:
+  - alias: payments
+    assume_role_arn: arn:aws:iam::111111111111:role/fleet-read
+    regions: [eu-west-1, us-east-1]
+  - alias: search
+    assume_role_arn: arn:aws:iam::222222222222:role/fleet-read
+    filters:
+      tag:Team: search
+  - alias: shared
+    profile: shared-services   # an SSO or role profile in ~/.aws/config; the AWS CLI gets it too
+strict_accounts: false
+connection_mode: auto
+ssm_hostvars: true
+
+---
 # Local fleet: moto holds the instances, containers stand in for them; compose overrides
 # the wiring so Ansible reaches each container on its published loopback port.
 plugin: ec2fleet.fleet.ec2_fleet
@@ -270,7 +373,8 @@ import hashlib
 import inspect
 import json
 import re
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from typing import NamedTuple
 
 from ansible.errors import AnsibleError, AnsibleParserError
 from ansible.module_utils.common.dict_transformations import camel_dict_to_snake_dict
@@ -282,7 +386,13 @@ display = Display()
 
 
 # Bump when the cached structure changes, so an old cache entry is never misread.
-CACHE_FORMAT = 2
+CACHE_FORMAT = 3
+
+SSM_HOSTVARS = ("ssm_ping_status", "ssm_agent_version", "ssm_platform_type", "ssm_platform_name", "ssm_platform_version")
+ACCOUNT_KEYS = ("assume_role_arn", "profile", "alias", "regions", "filters", "role_session_name")
+CONNECTION_MODES = ("bastion", "ssm", "direct", "auto")
+_ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::(\d{12}):role/[\w+=,.@/-]+$")
+_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
 
 # hostnames preference -> path in the DescribeInstances description
 HOSTNAME_SOURCES = {
@@ -377,6 +487,63 @@ def load_fleet_aws():
     from ansible_collections.ec2fleet.fleet.plugins.module_utils import aws
 
     return aws
+
+
+def load_ssm_session():
+    """The SSM ProxyCommand builder (imports the client layer: only when hosts are wired)."""
+    from ansible_collections.ec2fleet.fleet.plugins.module_utils import ssm_session
+
+    return ssm_session
+
+
+def _plain(value):
+    """A plain str: values from the file carry Ansible's trust tag, and must not reach hostvars
+    as templates (or differ between a cold run and a cache hit)."""
+    return value.encode().decode() if isinstance(value, str) else value
+
+
+class FleetAccount:
+    """One account of the inventory: its credentials, regions and filters, and once connected
+    its client factory. ``implicit`` is the one account of a file without ``accounts``."""
+
+    def __init__(self, index, profile, assume_role_arn, role_session_name, regions, filters,
+                 alias=None, implicit=False):
+        self.index = index
+        self.profile = profile
+        self.assume_role_arn = assume_role_arn
+        self.role_session_name = role_session_name
+        self.regions = regions
+        self.filters = filters
+        self.alias = alias
+        self.implicit = implicit
+        self.clients = None
+        match = _ROLE_ARN.match(assume_role_arn or "")
+        self.role_account_id = match.group(1) if match else None
+
+    @property
+    def label(self):
+        """How messages name the account."""
+        return self.alias or self.assume_role_arn or f"profile {self.profile}"
+
+    def identity(self):
+        """What the account's credentials are, for the cache key."""
+        return [self.profile or "", self.assume_role_arn or "", self.role_session_name or "", self.alias or ""]
+
+
+class AccountFailed(Exception):
+    """An account could not be inventoried; the message is one line, without the account's name."""
+
+
+class Row(NamedTuple):
+    """One instance found in one (account, region), with what the other services said of it."""
+
+    account: FleetAccount
+    region: str
+    owner_id: str | None
+    instance: dict
+    asg: dict | None
+    target_groups: list
+    ssm: dict | None
 
 
 def safe_group_name(kind, value):
@@ -498,16 +665,88 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         for name in ("include_filters", "exclude_filters"):
             if not all(isinstance(f, dict) for f in self.get_option(name)):
                 raise AnsibleParserError(f"ec2_fleet: option {name} must be a list of dicts of filter name to value(s)")
-        regions = self.get_option("regions")
-        bad = [r for r in regions if not isinstance(r, str) or not re.match(r"^[a-z]{2}(-[a-z]+)+-\d+$", r)]
-        if bad:
-            raise AnsibleParserError(
-                f"ec2_fleet: option regions has invalid region name(s) {', '.join(map(str, bad))}; "
-                "expected names like us-east-1 (or an empty list for every enabled region)"
-            )
+        self._check_regions("option regions", self.get_option("regions"))
         self._hostname_specs = [self._parse_hostname(p) for p in self.get_option("hostnames")]
         if not self._hostname_specs:
             raise AnsibleParserError(f"ec2_fleet: option hostnames must not be empty; allowed entries: {HOSTNAME_CHOICES}")
+        program = self.get_option("ssm_proxy_command")
+        if not program or not program.strip() or any(char in program for char in ('"', "\\", "\n")):
+            raise AnsibleParserError(
+                f"ec2_fleet: option ssm_proxy_command must be a program (and its options) without double quotes, "
+                f"backslashes or newlines, got {program!r}"
+            )
+        self._accounts = self._parse_accounts()
+
+    @staticmethod
+    def _check_regions(what, regions):
+        bad = [r for r in regions if not isinstance(r, str) or not _REGION.match(r)]
+        if bad:
+            raise AnsibleParserError(
+                f"ec2_fleet: {what} has invalid region name(s) {', '.join(map(str, bad))}; "
+                "expected names like us-east-1 (or an empty list for every enabled region)"
+            )
+
+    def _parse_accounts(self):
+        """The accounts to inventory: the entries of ``accounts``, else the one implicit account."""
+        profile, role = _plain(self.get_option("profile")), _plain(self.get_option("assume_role_arn"))
+        session_name = _plain(self.get_option("role_session_name"))
+        regions, filters = [_plain(r) for r in self.get_option("regions")], self.get_option("filters")
+        entries = self.get_option("accounts")
+        if not entries:
+            return [FleetAccount(0, profile, role, session_name, regions, filters, implicit=True)]
+        if role:
+            raise AnsibleParserError(
+                "ec2_fleet: options accounts and assume_role_arn cannot be combined; give each account its "
+                "assume_role_arn (a role to assume first goes into the profile: role_arn and source_profile)"
+            )
+        accounts, seen, groups = [], set(), {}
+        for index, entry in enumerate(entries, 1):
+            where = f"option accounts, entry {index}"
+            if not isinstance(entry, dict):
+                raise AnsibleParserError(f"ec2_fleet: {where} must be a dict with assume_role_arn or profile, got {entry!r}")
+            unknown = sorted(str(k) for k in entry if k not in ACCOUNT_KEYS)
+            if unknown:
+                raise AnsibleParserError(
+                    f"ec2_fleet: {where} has unknown key(s) {', '.join(unknown)}; valid keys are: {', '.join(ACCOUNT_KEYS)}"
+                )
+            for key in ("assume_role_arn", "profile", "alias", "role_session_name"):
+                if entry.get(key) is not None and (not isinstance(entry[key], str) or not entry[key]):
+                    raise AnsibleParserError(f"ec2_fleet: {where}: {key} must be a non-empty string, got {entry[key]!r}")
+            if not entry.get("assume_role_arn") and not entry.get("profile"):
+                raise AnsibleParserError(f"ec2_fleet: {where} needs assume_role_arn or profile")
+            if entry.get("assume_role_arn") and not _ROLE_ARN.match(entry["assume_role_arn"]):
+                raise AnsibleParserError(
+                    f"ec2_fleet: {where}: assume_role_arn {entry['assume_role_arn']!r} is not a role ARN "
+                    "(arn:aws:iam::<12-digit account id>:role/<name>)"
+                )
+            if not isinstance(entry.get("regions", []), list):
+                raise AnsibleParserError(f"ec2_fleet: {where}: regions must be a list, got {entry['regions']!r}")
+            self._check_regions(f"{where}: regions", entry.get("regions", []))
+            if not isinstance(entry.get("filters", {}), dict):
+                raise AnsibleParserError(f"ec2_fleet: {where}: filters must be a dict of filter name to value(s), got {entry['filters']!r}")
+            account = FleetAccount(
+                index,
+                profile=_plain(entry.get("profile")) or profile,
+                assume_role_arn=_plain(entry.get("assume_role_arn")),
+                role_session_name=_plain(entry.get("role_session_name")) or session_name,
+                regions=[_plain(r) for r in entry["regions"]] if entry.get("regions") else regions,
+                filters={**filters, **entry.get("filters", {})},
+                alias=_plain(entry.get("alias")),
+            )
+            credentials = (account.profile, account.assume_role_arn)
+            if credentials in seen:
+                raise AnsibleParserError(f"ec2_fleet: {where} repeats the credentials of an earlier account ({account.label})")
+            seen.add(credentials)
+            if account.alias:
+                group = safe_group_name("account", account.alias)
+                if group in groups:
+                    raise AnsibleParserError(
+                        f"ec2_fleet: {where}: alias {account.alias!r} gives the group {group}, as {groups[group]!r} does; "
+                        "choose aliases that differ"
+                    )
+                groups[group] = account.alias
+            accounts.append(account)
+        return accounts
 
     def _fleet_option_defs(self):
         from ansible import constants as C
@@ -545,12 +784,14 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         raise AnsibleParserError(f"ec2_fleet: option hostnames: unknown source {source!r}; allowed: {HOSTNAME_CHOICES}")
 
     def _fleet_cache_key(self, path):
-        """Keyed by the file's content and the credentials profile: a changed config never hits."""
+        """Keyed by the file's content, the credentials profile and every account's identity (its
+        profile, whether its own or the file's, and its role): a changed config never hits."""
         with open(path, "rb") as handle:
             content = handle.read()
         identity = json.dumps(
             [self.get_option("profile") or "", self.get_option("assume_role_arn") or "",
-             self.get_option("endpoint_url") or "", CACHE_FORMAT],
+             self.get_option("endpoint_url") or "", CACHE_FORMAT,
+             [account.identity() for account in self._accounts]],
         ).encode()
         digest = hashlib.sha256(content + b"\0" + identity).hexdigest()[:24]
         return f"{self.NAME}_{digest}"
@@ -561,53 +802,84 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         fleet_aws = load_fleet_aws()
         self._fleet_aws = fleet_aws
         self._warnings = []
-        regions = list(self.get_option("regions"))
+        by_account = {account.index: [] for account in self._accounts}
+        failures = {}  # account index -> the account's first failure (one line)
+        with ThreadPoolExecutor(max_workers=self.get_option("max_concurrency"), thread_name_prefix="ec2_fleet") as pool:
+            # Accounts connect (assume their role, resolve their regions) in the pool too; each
+            # account's regions are queued as soon as it is connected.
+            connecting = {pool.submit(self._connect, account): account for account in self._accounts}
+            queries = []
+            for future in as_completed(connecting):
+                account = connecting[future]
+                try:
+                    regions = future.result()
+                except AccountFailed as exc:
+                    failures[account.index] = str(exc)
+                    continue
+                queries.extend((account, region, pool.submit(self._query_region, account, region)) for region in regions)
+            queries.sort(key=lambda query: query[0].index)
+            for account, region, future in queries:
+                try:
+                    by_account[account.index].extend(future.result())
+                except fleet_aws.FLEET_AWS_ERRORS as exc:
+                    if fleet_aws.error_kind(exc) == "region_disabled":
+                        self._warn(f"ec2_fleet: {self._for(account)}skipping region {region}: not enabled for this account")
+                        continue
+                    failures.setdefault(account.index, fleet_aws.format_aws_error(
+                        exc, action="query EC2 inventory", where=account.clients.where(region)))
+        self._account_failures(failures)
+
+        rows = []
+        for account in self._accounts:
+            if account.index not in failures:
+                rows.extend(by_account[account.index])
+        return self._populate(rows)
+
+    @staticmethod
+    def _for(account):
+        """The prefix that names an account in a message (none for the implicit one)."""
+        return "" if account.implicit else f"account {account.label}: "
+
+    def _account_failures(self, failures):
+        """One line per failed account: fatal (the implicit account, strict_accounts) or a warning."""
+        if not failures:
+            return
+        by_index = {account.index: account for account in self._accounts}
+        lines = [f"ec2_fleet: {self._for(by_index[i])}{failures[i]}" for i in sorted(failures)]
+        if by_index[min(failures)].implicit:
+            raise AnsibleError(lines[0])
+        if self.get_option("strict_accounts"):
+            more = f" ({len(lines) - 1} more account(s) failed)" if len(lines) > 1 else ""
+            raise AnsibleError(f"{lines[0]}{more}; strict_accounts=true (false skips a failing account with a warning)")
+        for line in lines:
+            self._warn(f"{line}; skipping the account (strict_accounts=false)")
+
+    def _connect(self, account):
+        """The account's clients (its role assumed once) and the regions to query in it."""
+        fleet_aws = self._fleet_aws
         try:
-            _session, clients = fleet_aws.fleet_clients(
-                region=regions[0] if regions else None,
-                profile=self.get_option("profile"),
-                assume_role_arn=self.get_option("assume_role_arn"),
-                role_session_name=self.get_option("role_session_name"),
+            _session, account.clients = fleet_aws.fleet_clients(
+                region=account.regions[0] if account.regions else None,
+                profile=account.profile,
+                assume_role_arn=account.assume_role_arn,
+                role_session_name=account.role_session_name,
                 endpoint_url=self.get_option("endpoint_url"),
                 retry_mode=self.get_option("retry_mode"),
                 max_attempts=self.get_option("max_attempts"),
                 max_pool_connections=max(10, self.get_option("max_concurrency") * 3),
             )
         except fleet_aws.FleetAWSError as exc:
-            raise AnsibleError(f"ec2_fleet: {exc}") from None
-        self._clients = clients
-        # Plain strings: names from the file carry Ansible's trust tag, and must not reach hostvars
-        # as templates (or differ between a cold run and a cache hit).
-        regions = [r.encode().decode() for r in self._resolve_regions(regions)]
-
-        results = {}
-        errors = []
-        workers = min(self.get_option("max_concurrency"), max(len(regions), 1))
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ec2_fleet") as pool:
-            futures = {region: pool.submit(self._query_region, region) for region in regions}
-            for region, future in futures.items():
-                try:
-                    results[region] = future.result()
-                except fleet_aws.FLEET_AWS_ERRORS as exc:
-                    if fleet_aws.error_kind(exc) == "region_disabled":
-                        self._warn(f"ec2_fleet: skipping region {region}: not enabled for this account")
-                        continue
-                    errors.append(fleet_aws.format_aws_error(exc, action="query EC2 inventory", where=clients.where(region)))
-        if errors:
-            raise AnsibleError("ec2_fleet: " + errors[0])
-
-        instances = []
-        for region in regions:
-            instances.extend(results.get(region, []))
-        return self._populate(instances)
+            raise AccountFailed(str(exc)) from None
+        return [_plain(r) for r in self._resolve_regions(account)]
 
     def _warn(self, message):
         self._warnings.append(message)
         display.warning(message)
 
-    def _resolve_regions(self, regions):
+    def _resolve_regions(self, account):
         fleet_aws = self._fleet_aws
-        ec2 = self._clients("ec2")
+        regions = account.regions
+        ec2 = account.clients("ec2")
         try:
             if not regions:
                 described = ec2.describe_regions(
@@ -618,15 +890,15 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         except fleet_aws.FLEET_AWS_ERRORS as exc:
             if regions and fleet_aws.error_kind(exc) == "access_denied":
                 return regions  # cannot check opt-in; a disabled region is still caught per call
-            raise AnsibleError("ec2_fleet: " + fleet_aws.format_aws_error(
-                exc, action="list regions", where=self._clients.where())) from None
+            raise AccountFailed(fleet_aws.format_aws_error(exc, action="list regions", where=account.clients.where())) from None
         status = {r["RegionName"]: r.get("OptInStatus", "opt-in-not-required") for r in described}
         enabled = []
         for region in dict.fromkeys(regions):
             if status.get(region) == "not-opted-in":
-                self._warn(f"ec2_fleet: skipping region {region}: not enabled for this account (opt-in status not-opted-in)")
+                self._warn(f"ec2_fleet: {self._for(account)}skipping region {region}: not enabled for this account "
+                           "(opt-in status not-opted-in)")
             elif region not in status:
-                self._warn(f"ec2_fleet: skipping region {region}: not a region this account knows")
+                self._warn(f"ec2_fleet: {self._for(account)}skipping region {region}: not a region this account knows")
             else:
                 enabled.append(region)
         return enabled
@@ -635,49 +907,54 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         return not any(f["Name"] == "instance-state-name" for f in filters)
 
     def _describe(self, ec2, filters):
+        """(owner account id, instance) of every instance matching the filters."""
         if self._state_filter_needed(filters):
             filters = [*filters, {"Name": "instance-state-name", "Values": list(self.get_option("states"))}]
         instances = []
         for page in ec2.get_paginator("describe_instances").paginate(Filters=filters, PaginationConfig={"PageSize": 1000}):
             for reservation in page["Reservations"]:
-                instances.extend(reservation["Instances"])
+                owner = reservation.get("OwnerId")
+                instances.extend((owner, instance) for instance in reservation["Instances"])
         return instances
 
-    def _query_region(self, region):
-        ec2 = self._clients("ec2", region)
+    def _query_region(self, account, region):
+        clients = account.clients
+        ec2 = clients("ec2", region)
         includes = []
-        if self.get_option("filters"):
-            includes.append(self.get_option("filters"))
+        if account.filters:
+            includes.append(account.filters)
         includes.extend(self.get_option("include_filters"))
         excluded = set()
         for filters in self.get_option("exclude_filters"):
-            excluded.update(i["InstanceId"] for i in self._describe(ec2, _filter_list(filters)))
+            excluded.update(i["InstanceId"] for _owner, i in self._describe(ec2, _filter_list(filters)))
         seen = {}
         for filters in includes or [{}]:
-            for instance in self._describe(ec2, _filter_list(filters)):
+            for owner, instance in self._describe(ec2, _filter_list(filters)):
                 if instance["InstanceId"] not in excluded:
-                    seen.setdefault(instance["InstanceId"], instance)
-        instances = list(seen.values())
-        asg_info = self._query_asgs(region) if self.get_option("asg") and instances else {}
-        tg_info = self._query_target_groups(region) if self.get_option("target_groups") and instances else {}
-        return [(region, instance, asg_info.get(instance["InstanceId"]), tg_info.get(instance["InstanceId"], []))
-                for instance in instances]
+                    seen.setdefault(instance["InstanceId"], (owner, instance))
+        found = list(seen.values())
+        asg_info = self._query_asgs(clients, region) if self.get_option("asg") and found else {}
+        tg_info = self._query_target_groups(clients, region) if self.get_option("target_groups") and found else {}
+        ssm_info = self._query_ssm(clients, region) if self.get_option("ssm_hostvars") and found else {}
+        return [Row(account, region, owner or account.role_account_id, instance, asg_info.get(instance["InstanceId"]),
+                    tg_info.get(instance["InstanceId"], []), ssm_info.get(instance["InstanceId"]))
+                for owner, instance in found]
 
-    def _optional_call(self, what, region, call):
-        """Auto Scaling / ELB data: denied access fails, or with strict_permissions=false warns."""
+    def _optional_call(self, what, clients, region, call):
+        """Auto Scaling / ELB / SSM data: denied access fails, or with strict_permissions=false warns."""
         fleet_aws = self._fleet_aws
         try:
             return call()
         except fleet_aws.FLEET_AWS_ERRORS as exc:
             if fleet_aws.error_kind(exc) == "access_denied" and not self.get_option("strict_permissions"):
-                self._warn("ec2_fleet: " + fleet_aws.format_aws_error(exc, action=what, where=self._clients.where(region))
+                self._warn("ec2_fleet: " + fleet_aws.format_aws_error(exc, action=what, where=clients.where(region))
                            + "; continuing without it (strict_permissions=false)")
                 return {}
             raise
 
-    def _query_asgs(self, region):
+    def _query_asgs(self, clients, region):
         def call():
-            autoscaling = self._clients("autoscaling", region)
+            autoscaling = clients("autoscaling", region)
             info = {}
             for page in autoscaling.get_paginator("describe_auto_scaling_groups").paginate(PaginationConfig={"PageSize": 100}):
                 for group in page["AutoScalingGroups"]:
@@ -692,11 +969,11 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                         }
             return info
 
-        return self._optional_call("describe Auto Scaling groups", region, call)
+        return self._optional_call("describe Auto Scaling groups", clients, region, call)
 
-    def _query_target_groups(self, region):
+    def _query_target_groups(self, clients, region):
         def call():
-            elbv2 = self._clients("elbv2", region)
+            elbv2 = clients("elbv2", region)
             membership = {}
             for page in elbv2.get_paginator("describe_target_groups").paginate():
                 for group in page["TargetGroups"]:
@@ -708,7 +985,27 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                         membership.setdefault(target["Target"]["Id"], []).append(arn)
             return membership
 
-        return self._optional_call("describe target groups", region, call)
+        return self._optional_call("describe target groups", clients, region, call)
+
+    def _query_ssm(self, clients, region):
+        """One sweep of the region's SSM managed EC2 instances (50 a page, the API's maximum)."""
+        def call():
+            ssm = clients("ssm", region)
+            info = {}
+            pages = ssm.get_paginator("describe_instance_information").paginate(
+                Filters=[{"Key": "ResourceType", "Values": ["EC2Instance"]}], PaginationConfig={"PageSize": 50})
+            for page in pages:
+                for item in page["InstanceInformationList"]:
+                    info[item["InstanceId"]] = {
+                        "ssm_ping_status": item.get("PingStatus"),
+                        "ssm_agent_version": item.get("AgentVersion"),
+                        "ssm_platform_type": item.get("PlatformType"),
+                        "ssm_platform_name": item.get("PlatformName"),
+                        "ssm_platform_version": item.get("PlatformVersion"),
+                    }
+            return info
+
+        return self._optional_call("describe SSM managed instances", clients, region, call)
 
     # -- building the inventory -----------------------------------------------------------------
 
@@ -740,11 +1037,14 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             return name.replace(":", "_")
         return instance["InstanceId"]
 
-    def _curated_vars(self, region, instance, tags, asg, target_groups):
+    def _curated_vars(self, row, tags):
+        region, instance = row.region, row.instance
         placement = instance.get("Placement") or {}
         state = instance.get("State") or {}
         hostvars = {
             "ec2_instance_id": instance["InstanceId"],
+            "ec2_account_id": row.owner_id,
+            "ec2_account_alias": row.account.alias,
             "ec2_region": region,
             "ec2_availability_zone": placement.get("AvailabilityZone"),
             "ec2_vpc_id": instance.get("VpcId"),
@@ -766,10 +1066,12 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             "asg_protected_from_scale_in": None,
             "asg_launch_template_version": None,
         }
-        if asg:
-            hostvars.update(asg)
+        if row.asg:
+            hostvars.update(row.asg)
         if self.get_option("target_groups"):
-            hostvars["target_group_arns"] = sorted(target_groups)
+            hostvars["target_group_arns"] = sorted(row.target_groups)
+        if self.get_option("ssm_hostvars"):
+            hostvars.update(row.ssm or dict.fromkeys(SSM_HOSTVARS))
         if self.get_option("full_description"):
             full = camel_dict_to_snake_dict(_jsonable(instance), ignore_list=["Tags"])
             full["tags"] = tags
@@ -782,7 +1084,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
     def _populate(self, rows):
         """Instances -> hosts, groups and vars in the inventory; returns the cacheable result
         (None when caching is off)."""
-        rows.sort(key=lambda row: row[1]["InstanceId"])
+        rows.sort(key=lambda row: (row.instance["InstanceId"], row.account.index))
         default_groups = set(self.get_option("default_groups"))
         bastion_key, bastion_value = self.get_option("bastion_tag_key"), self.get_option("bastion_tag_value")
         role_tag, env_tag = self.get_option("role_tag"), self.get_option("env_tag")
@@ -790,20 +1092,24 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
 
         hosts = {}  # name -> hostvars
         groups = {}  # group -> [host names]
-        owners = {}  # name -> instance id
-        for region, instance, asg, target_groups in rows:
+        owners = {}  # name -> instance id (and account, when there are several)
+        account_of = {}  # name -> FleetAccount
+        for row in rows:
+            instance, account = row.instance, row.account
             tags = {t["Key"]: t["Value"] for t in instance.get("Tags") or []}
             name = self._hostname(instance, tags)
             instance_id = instance["InstanceId"]
+            owner = instance_id if account.implicit else f"{instance_id} (account {account.label})"
             if name in owners:
-                message = f"ec2_fleet: hostname {name!r} of {instance_id} is already used by {owners[name]}"
+                message = f"ec2_fleet: hostname {name!r} of {owner} is already used by {owners[name]}"
                 if strict_hostnames:
                     raise AnsibleError(message + " (strict_hostnames=true); choose hostnames that are unique")
                 unique = f"{name}-{instance_id}"
                 self._warn(f"{message}; naming it {unique!r}")
                 name = unique
-            owners[name] = instance_id
-            hostvars = self._curated_vars(region, instance, tags, asg, target_groups)
+            owners[name] = owner
+            account_of[name] = account
+            hostvars = self._curated_vars(row, tags)
             hostvars["ec2_is_bastion"] = tags.get(bastion_key) == bastion_value
             hosts[name] = hostvars
 
@@ -816,14 +1122,16 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                 member_of.append(safe_group_name("role", tags[role_tag]))
             if "env" in default_groups and tags.get(env_tag):
                 member_of.append(safe_group_name("env", tags[env_tag]))
+            if "account" in default_groups and not account.implicit and (account.alias or row.owner_id):
+                member_of.append(safe_group_name("account", account.alias or row.owner_id))
             if "region" in default_groups:
-                member_of.append(safe_group_name("region", region))
+                member_of.append(safe_group_name("region", row.region))
             if "az" in default_groups and hostvars["ec2_availability_zone"]:
                 member_of.append(safe_group_name("az", hostvars["ec2_availability_zone"]))
             for group in member_of:
                 groups.setdefault(group, []).append(name)
 
-        self._wire_connections(hosts)
+        self._wire_connections(hosts, account_of)
 
         # Hosts and default groups go in first, then compose/groups/keyed_groups run per host
         # (compose last, so a file can override the wiring).
@@ -840,31 +1148,80 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         # The snapshot (a JSON round trip of every host's vars) only feeds the cache.
         return self._snapshot(hosts) if self.get_option("cache") else None
 
-    def _wire_connections(self, hosts):
-        mode = self.get_option("ssh_via_bastion")
-        user, port = self.get_option("bastion_user"), self.get_option("bastion_port")
-        bastions = {}
-        for hostvars in sorted(hosts.values(), key=lambda hv: hv["ec2_instance_id"]):
+    def _wire_connections(self, hosts, account_of):
+        """ansible_host and ansible_ssh_common_args of every host, by its connection mode."""
+        bastions = {}  # (account, VPC) -> the address of its first bastion
+        for name, hostvars in sorted(hosts.items(), key=lambda item: item[1]["ec2_instance_id"]):
             if hostvars["ec2_is_bastion"] and hostvars["ec2_vpc_id"]:
                 address = hostvars["ec2_public_ip_address"] or hostvars["ec2_public_dns_name"]
                 if address:
-                    bastions.setdefault(hostvars["ec2_vpc_id"], address)
-        for hostvars in hosts.values():
-            public = hostvars["ec2_public_ip_address"]
-            private = hostvars["ec2_private_ip_address"]
-            if hostvars["ec2_is_bastion"] or mode == "never":
-                hostvars["ansible_host"] = public or private
-                continue
-            if mode == "when_private" and public:
-                hostvars["ansible_host"] = public
-                continue
-            hostvars["ansible_host"] = private or public
-            jump = bastions.get(hostvars["ec2_vpc_id"])
-            if jump:
-                target = f"{user}@{jump}" if user else jump
-                if port != 22:
-                    target = f"{target}:{port}"
-                hostvars["ansible_ssh_common_args"] = f"-o ProxyJump={target}"
+                    bastions.setdefault((account_of[name].index, hostvars["ec2_vpc_id"]), address)
+        proxies = {}  # (account, region) -> the SSM ProxyCommand's ssh arguments
+        for name, hostvars in hosts.items():
+            account = account_of[name]
+            jump = bastions.get((account.index, hostvars["ec2_vpc_id"]))
+            mode = self._connection_mode(name, hostvars)
+            if mode == "auto":
+                mode = "bastion" if jump else "ssm"
+            hostvars["ec2_connection_mode"] = mode
+            if mode == "ssm":
+                hostvars["ansible_host"] = hostvars["ec2_instance_id"]
+                key = (account.index, hostvars["ec2_region"])
+                if key not in proxies:
+                    proxies[key] = self._ssm_ssh_args(account, hostvars["ec2_region"])
+                hostvars["ansible_ssh_common_args"] = proxies[key]
+            elif mode == "direct":
+                hostvars["ansible_host"] = hostvars["ec2_public_ip_address"] or hostvars["ec2_private_ip_address"]
+            else:
+                self._wire_bastion(hostvars, jump)
+
+    def _connection_mode(self, name, hostvars):
+        """The inventory's connection_mode, unless the host's connection_mode_tag names another."""
+        default = _plain(self.get_option("connection_mode"))
+        tag = self.get_option("connection_mode_tag")
+        value = hostvars["ec2_tags"].get(tag) if tag else None
+        if value is None:
+            return default
+        if value.strip().lower() in CONNECTION_MODES:
+            return value.strip().lower()
+        self._warn(f"ec2_fleet: host {name}: tag {tag}={value!r} is not a connection mode "
+                   f"({', '.join(CONNECTION_MODES)}); using connection_mode={default}")
+        return default
+
+    def _wire_bastion(self, hostvars, jump):
+        mode = self.get_option("ssh_via_bastion")
+        public = hostvars["ec2_public_ip_address"]
+        private = hostvars["ec2_private_ip_address"]
+        if hostvars["ec2_is_bastion"] or mode == "never":
+            hostvars["ansible_host"] = public or private
+            return
+        if mode == "when_private" and public:
+            hostvars["ansible_host"] = public
+            return
+        hostvars["ansible_host"] = private or public
+        if jump:
+            user, port = self.get_option("bastion_user"), self.get_option("bastion_port")
+            target = f"{user}@{jump}" if user else jump
+            if port != 22:
+                target = f"{target}:{port}"
+            hostvars["ansible_ssh_common_args"] = f"-o ProxyJump={target}"
+
+    def _ssm_ssh_args(self, account, region):
+        """The ProxyCommand of one (account, region): its credentials and region travel with it."""
+        ssm_session = load_ssm_session()
+        try:
+            command = ssm_session.proxy_command(
+                region,
+                profile=account.profile,
+                role_arn=account.assume_role_arn,
+                role_session_name=account.role_session_name,
+                # The role is assumed where the inventory assumed it (an STS endpoint, the emulator).
+                endpoint_url=self.get_option("endpoint_url") if account.assume_role_arn else None,
+                program=self.get_option("ssm_proxy_command"),
+            )
+        except ValueError as exc:
+            raise AnsibleError(f"ec2_fleet: {self._for(account)}cannot wire SSM connections: {exc}") from None
+        return ssm_session.ssh_common_args(command)
 
     def _construct(self, hosts):
         compose = self.get_option("compose")
