@@ -167,3 +167,25 @@ def test_an_instance_terminated_in_standby_goes_at_once(loop):
     asg.terminate_instance_in_auto_scaling_group(InstanceId=host, ShouldDecrementDesiredCapacity=True)
     reconciler.tick()
     assert host not in fake.rows  # nothing to drain: it had no traffic
+
+
+def test_a_tick_evaluates_the_emulators_alarms_now_and_then(loop):
+    reconciler, _fake, _clock, healthy, _ = loop
+    cloudwatch = clients("cloudwatch")
+    # No data at all, treated as breaching: CloudWatch would put it in ALARM; moto leaves it OK.
+    cloudwatch.put_metric_alarm(AlarmName="web-heartbeat", Namespace="AWS/ApplicationELB", MetricName="RequestCount",
+                                Dimensions=[{"Name": "LoadBalancer", "Value": "app/nowhere/1"}], Statistic="Sum",
+                                Period=10, EvaluationPeriods=1, Threshold=1, ComparisonOperator="LessThanThreshold",
+                                TreatMissingData="breaching")
+    healthy.update(ips().values())
+    reconciler.tick()
+    found = cloudwatch.describe_alarms(AlarmNames=["web-heartbeat"])["MetricAlarms"][0]
+    assert found["StateValue"] == "ALARM"
+    assert found["StateReason"] == ("Threshold Crossed: no datapoints were received for 1 period and 1 missing "
+                                    "datapoint was treated as [Breaching].")
+    cloudwatch.set_alarm_state(AlarmName="web-heartbeat", StateValue="OK", StateReason="by hand")
+    reconciler.tick()  # within the interval: not evaluated again
+    assert cloudwatch.describe_alarms(AlarmNames=["web-heartbeat"])["MetricAlarms"][0]["StateValue"] == "OK"
+    reconciler.alarms_due = 0
+    reconciler.tick()  # as on AWS, the next evaluation overrides a state set by hand
+    assert cloudwatch.describe_alarms(AlarmNames=["web-heartbeat"])["MetricAlarms"][0]["StateValue"] == "ALARM"

@@ -13,7 +13,9 @@ Every `interval` seconds it reads the emulator and, for every Auto Scaling Group
    keeps going; removes containers whose instance is gone, stopped or terminated, except while
    the instance drains (the requests it holds finish first, as on AWS);
 5. publishes the balancer's requests, 5xx answers, response times and healthy/unhealthy hosts
-   to the emulator's CloudWatch, as an ALB does (lbmetrics.py).
+   to the emulator's CloudWatch, as an ALB does (lbmetrics.py);
+6. every few seconds, evaluates the emulator's CloudWatch alarms and sets their states, as
+   CloudWatch does and moto does not (alarms.py).
 
 It runs as a background process started by `fleet up` and stopped by `fleet down` (by PID).
 """
@@ -32,13 +34,17 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from ec2fleet.aws import REPO
-from ec2fleet.localfleet import containers, lbmetrics, standins
+from ec2fleet.localfleet import alarms, containers, lbmetrics, standins
 from ec2fleet.localfleet.balancer import Balancer, desired_backends, listener
 from ec2fleet.localfleet.state import FleetState
 from ec2fleet.localfleet.world import fleet_groups
 
 log = logging.getLogger("fleetd")
 METRICS_PERIOD = float(os.environ.get("EC2FLEET_LB_METRICS_PERIOD", "5"))
+# Alarms are evaluated this often; a period counts as complete this long after its end (the
+# balancer's numbers for it are published at the next tick after the end).
+ALARMS_INTERVAL = float(os.environ.get("EC2FLEET_ALARMS_INTERVAL", "5"))
+ALARMS_SETTLE = float(os.environ.get("EC2FLEET_ALARMS_SETTLE", "2"))
 
 
 def target_groups(data: dict) -> dict[str, dict]:
@@ -83,6 +89,8 @@ class Reconciler:
         self._metrics_for: dict[str, str] = {}
         # HAProxy logs every request here: the response times (lbmetrics.RequestLog).
         self.request_log = lbmetrics.RequestLog(self.balancer.request_log)
+        self.alarms = alarms.Evaluator(self.cloudwatch, settle=ALARMS_SETTLE)
+        self.alarms_due = 0.0
 
     def instances(self) -> dict[str, dict]:
         found = {}
@@ -216,6 +224,7 @@ class Reconciler:
             "callbacks": sorted(set(self.callbacks) | self.will_callback),
         })
         self.publish_metrics({name: tg["arn"] for name, tg in served.items()})
+        self.evaluate_alarms()
 
     def publish_metrics(self, tg_arns: dict[str, str]) -> None:
         if not self.balancer.socket.exists():
@@ -232,6 +241,17 @@ class Reconciler:
                 self.metrics.flush()
         except (OSError, ValueError) as exc:
             log.warning("load balancer metrics: %s", exc)
+
+
+    def evaluate_alarms(self) -> None:
+        """What CloudWatch does and moto does not (alarms.py): every ALARMS_INTERVAL seconds."""
+        if time.monotonic() < self.alarms_due:
+            return
+        self.alarms_due = time.monotonic() + ALARMS_INTERVAL
+        try:
+            self.alarms.evaluate()  # it logs each state it sets
+        except Exception as exc:  # the loop goes on; the next pass tries again
+            log.warning("alarm evaluation: %s", exc)
 
 
 def main(argv: list[str] | None = None) -> int:
