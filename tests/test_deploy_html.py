@@ -11,10 +11,10 @@ import xml.etree.ElementTree as ET
 import zlib
 
 import pytest
-from ansible_collections.ec2fleet.fleet.plugins.module_utils import deploy_html
+from ansible_collections.ec2fleet.fleet.plugins.module_utils import deploy_html, deploy_rollout
 from ansible_collections.ec2fleet.fleet.plugins.modules import deploy_report as report_module
 from browser import DomCounter, chromium
-from deploy_support import REPO
+from deploy_support import REPO, run_module
 
 START = 1_790_000_000.0  # 2026-09-21T13:33:20Z
 EVIL = "health gate: GET /healthz said <script>alert(1)</script> & \"quoted\" 'single' 502"
@@ -243,6 +243,84 @@ def test_hostile_and_odd_values():
     assert row.get("data-host") == evil and row.get("data-status") == "rollback_failed"
     assert by_class(row, "rect", "rollback-failed") and by_class(row, "g", "failure-mark")
     assert root.find(".//g[@id='lb-metrics']").get("data-requests") == "7"
+
+
+# -- stopped by an alarm: the whole deploy switched back -------------------------------------------
+
+ALARM = {"kind": "alarm", "alarm": "sampleapp-prod-web-5xx", "fired_at": START + 125.0,
+         "reason": "Threshold Crossed: 1 datapoint [14.0] was greater than the threshold (5.0)."}
+
+
+@pytest.fixture
+def alarmed():
+    """Three batches deployed, the alarm fired in the last one's bake: the rollback switched back
+    batches 3, 2 and 1 (web-1b-2's switch back failed); batch 4 never started."""
+    plan = {"skipped": [], "batches": [["web-1a-1"], ["web-1a-2", "web-1b-1"], ["web-1a-3", "web-1b-2"], ["web-1c-3"]]}
+    outcomes = [{"results": [host(n, b, at=b * 30.0 + i * 0.4) for i, n in enumerate(batch)], "lost": []}
+                for b, batch in enumerate(plan["batches"][:3], start=1)]
+    stop = deploy_rollout.stop_record(ALARM)
+    for entry in deploy_rollout.rollback_batches(outcomes, ALARM):
+        at = 130.0 + 20 * (3 - entry["batch"])
+        results = {n: {"host": n, "status": "rolled_back", "version_after": "1.4.2"} for n in entry["hosts"]}
+        if "web-1b-2" in results:
+            results["web-1b-2"].update(status="rollback_failed", version_after="unknown", rollback_error="health gate: 502")
+        service = {"out": {h["instance_id"]: {"ok": True, "lifecycle_state": "Standby"}
+                           for h in deploy_rollout.final_results(outcomes) if h["host"] in entry["hosts"]},
+                   "in": {}, "times": {"out": START + at, "back": START + at + 15}}
+        service["in"] = {iid: {"ok": True, "lifecycle_state": "InService"} for iid in service["out"]}
+        outcomes.append(deploy_rollout.rollback_outcome(entry["batch"], entry["hosts"], entry["hosts"], results,
+                                                        outcomes, ALARM, service=service))
+    params = {"app": "sampleapp", "env": "prod", "version": "2.0.0", "started": START, "plan": plan,
+              "hosts": deploy_rollout.final_results(outcomes), "aborted": True, "stop": ALARM,
+              "rollback_on_failure": "batch"}
+    report = report_module.build_report(params, now=START + 200)
+    report["started"] = START
+    assert report["stopped_by"] == stop
+    return report
+
+
+def test_a_report_stopped_by_an_alarm_names_it_and_the_batches_switched_back(alarmed):
+    assert alarmed["result"] == "failed" and alarmed["rolled_back_batches"] == [3, 2, 1]
+    stop = alarmed["stopped_by"]
+    assert (stop["kind"], stop["alarm"], stop["fired_at"]) == ("alarm", "sampleapp-prod-web-5xx", "2026-09-21T14:15:25Z")
+    assert [b["state"] for b in alarmed["batches"]] == ["rolled_back", "rolled_back", "rollback_failed", "not_started"]
+    lines = report_module.summarise(alarmed)
+    assert lines[1] == f"stopped: {stop['line']}"
+    assert lines[2] == "switched back with the whole deploy: batches 3, 2, 1 (5 host(s), newest first)"
+    # The failure: the alarm first, then the one host whose switch back failed; not the others.
+    assert report_module.failure_line(alarmed) == (
+        f"{stop['line']}; web-1b-2 (rollback_failed): rollout: {stop['line']}; rollback: health gate: 502")
+
+    root = parse(deploy_html.render_html(alarmed))
+    failure = [text_of(li) for li in root.find(".//div[@class='failure']").iter("li")]
+    assert failure[0] == f"stopped: {stop['line']}" and len(failure) == 2 and "web-1b-2" in failure[1]
+    facts = {text_of(d.find("dt")): text_of(d.find("dd")) for d in root.find(".//dl").findall("div")}
+    assert facts["stopped by"] == "alarm sampleapp-prod-web-5xx"
+    assert facts["switched back with the deploy"] == "batches 3, 2, 1"
+    mark = root.find(".//g[@id='stopped-by']")
+    assert mark.get("data-alarm") == "sampleapp-prod-web-5xx" and mark.get("data-fired") == stop["fired_at"]
+    assert text_of(mark.find("title")) == stop["line"]
+    rows = {r.get("data-host"): r for r in by_class(root, "g", "host-row")}
+    assert [h for h, r in rows.items() if by_class(r, "g", "failure-mark")] == ["web-1b-2"]
+    assert by_class(rows["web-1a-1"], "text", "status")[0].find("title").text == "switched back to 1.4.2 with the deploy"
+    # The deploy's phases, then the switch back, on the same row.
+    segs = [s.get("class").split()[1] for s in by_class(rows["web-1a-1"], "rect", "seg")]
+    assert segs == ["drain", "install", "health", "return", "rollback"]
+
+
+def test_the_report_module_takes_the_stop(tmp_path):
+    plan = {"skipped": [], "batches": [["web-1a-1"]]}
+    args = {"path": str(tmp_path / "r.json"), "app": "sampleapp", "env": "prod", "version": "2.0.0",
+            "started": START, "plan": plan, "hosts": [host("web-1a-1", 1, at=1.0)], "aborted": True,
+            "stop": {"kind": "abort", "reason": "checkpoint 1: an operator aborted (p99 doubled)"},
+            "rollback_on_failure": "all"}
+    result = run_module("ec2fleet.fleet.deploy_report", args)
+    assert result.get("failed") is not True, result
+    assert result["report"]["stopped_by"]["line"] == "checkpoint 1: an operator aborted (p99 doubled)"
+    assert result["report"]["rollback_on_failure"] == "all" and result["report"]["rolled_back_batches"] == []
+    assert result["failure"] == "checkpoint 1: an operator aborted (p99 doubled)"
+    bad = run_module("ec2fleet.fleet.deploy_report", dict(args, stop={"kind": "alarm"}))
+    assert bad["failed"] is True and bad["msg"] == "deploy_report: a stop of kind alarm needs the alarm's name (alarm)"
 
 
 def test_write_html_is_atomic(tmp_path, succeeded):

@@ -1,10 +1,12 @@
 """The rollout's bookkeeping (plugins/module_utils/deploy_rollout.py): the queue with a coordinator
-per batch, a batch's outcome with lost hosts, the lock's record of hosts out of service."""
+per batch, a batch's outcome with lost hosts, the lock's record of hosts out of service, and the
+whole-deploy rollback (which batches to switch back, and their accounting)."""
 
 from __future__ import annotations
 
 import pytest
 from ansible_collections.ec2fleet.fleet.plugins.module_utils import deploy_rollout as rollout
+from deploy_support import run_tasks
 
 
 def result(host, status, iid=None, out=False, **extra):
@@ -209,3 +211,143 @@ def test_final_results_are_the_batches_accounting_in_order():
     final = rollout.final_results(outcomes)
     assert [r["status"] for r in final] == ["deployed", "unreachable"]
     assert rollout.left_out_of_service(final) == ["i-b"]
+
+
+# -- the whole-deploy rollback ------------------------------------------------------------------
+
+ALARM = {"kind": "alarm", "alarm": "sampleapp-prod-web-5xx", "fired_at": "2026-12-01T05:56:34.123000+00:00",
+         "reason": "Threshold Crossed: 1 datapoint [12.0 (01/12/26 05:55:00)] was greater than the threshold (5.0)."}
+
+
+def deployed(host, batch, **extra):
+    return result(host, "deployed", batch=batch, version_before="1.0", version_after="2.0",
+                  times={"out": 100.0 * batch, "in": 100.0 * batch + 30}, seconds={"total": 30.0}, **extra)
+
+
+def rollout_so_far():
+    """Canary web-1; batch 2 web-2, web-3 (web-3 failed its return to service, still on 2.0);
+    batch 3 web-4 deployed, web-5 switched back on its own failure, web-6 vanished."""
+    return [
+        {"results": [deployed("web-1", 1)], "lost": []},
+        {"results": [deployed("web-2", 2), result("web-3", "failed", batch=2, version_after="2.0", out=True)],
+         "lost": []},
+        {"results": [deployed("web-4", 3), result("web-5", "rolled_back", batch=3, version_after="1.0",
+                                                  error="activate: health gate failed"),
+                     result("web-6", "vanished", batch=3)], "lost": []},
+    ]
+
+
+def test_the_stop_is_one_line_naming_the_alarm_its_reason_and_when_it_fired():
+    record = rollout.stop_record(ALARM)
+    assert record["fired_at"] == "2026-12-01T05:56:34Z" and record["fired"] == pytest.approx(1796104594.123)
+    assert record["line"] == (f"alarm sampleapp-prod-web-5xx went to ALARM at 2026-12-01T05:56:34Z: {ALARM['reason']}")
+    assert rollout.stop_record({**ALARM, "fired_at": 1796104594})["fired_at"] == "2026-12-01T05:56:34Z"
+    assert rollout.stop_record({"kind": "abort", "reason": "checkpoint 1: p99 looks wrong"})["line"] == \
+        "checkpoint 1: p99 looks wrong"
+    assert rollout.stop_record({"kind": "timeout"})["line"] == "nobody resumed the rollout in time"
+    assert rollout.stop_record(None) is None
+    for bad in ({"kind": "alarm"}, {"kind": "panic"}, "alarm"):
+        with pytest.raises(ValueError):
+            rollout.stop_record(bad)
+
+
+@pytest.mark.parametrize(("stop", "scope", "whole"), [
+    ({"kind": "failure", "reason": "the canary failed"}, "batch", False),
+    ({"kind": "failure", "reason": "the canary failed"}, "all", True),
+    (ALARM, "batch", True),
+    ({"kind": "abort"}, "batch", True),
+    ({"kind": "timeout"}, "batch", True),
+    (None, "all", False),
+])
+def test_an_alarm_or_an_operator_switches_back_all_a_failure_only_with_scope_all(stop, scope, whole):
+    assert rollout.rolls_back_all(stop, scope) is whole
+    batches = rollout.rollback_batches(rollout_so_far(), stop, scope)
+    assert bool(batches) is whole
+
+
+def test_the_batches_to_switch_back_are_every_moved_host_still_there_newest_batch_first():
+    batches = rollout.rollback_batches(rollout_so_far(), ALARM)
+    assert batches == [
+        {"batch": 3, "hosts": ["web-4"], "instance_ids": ["i-web-4"]},  # not web-5 (back already), not web-6 (gone)
+        {"batch": 2, "hosts": ["web-2", "web-3"], "instance_ids": ["i-web-2", "i-web-3"]},
+        {"batch": 1, "hosts": ["web-1"], "instance_ids": ["i-web-1"]},
+    ]
+    # An alarm during the canary's bake: the canary only, no other host touched.
+    assert rollout.rollback_batches(rollout_so_far()[:1], ALARM) == [
+        {"batch": 1, "hosts": ["web-1"], "instance_ids": ["i-web-1"]}]
+
+
+def switched(host, status="rolled_back", **extra):
+    return {"host": host, "instance_id": f"i-{host}", "status": status, "version_before": "1.0",
+            "version_after": "1.0" if status == "rolled_back" else "unknown", **extra}
+
+
+def test_a_rollback_batch_is_accounted_with_the_reason_and_the_deploys_times():
+    outcomes = rollout_so_far()
+    window = {"out": 900.0, "drained": 905.0, "in": 915.0, "back": 930.0}
+    back_batch = rollout.rollback_outcome(
+        2, ["web-2", "web-3"], ["web-2", "web-3"],
+        {"web-2": switched("web-2"), "web-3": switched("web-3", "rollback_failed", rollback_error="health gate")},
+        outcomes, ALARM, service=svc({"i-web-2": entry(), "i-web-3": entry()}, {"i-web-2": back()}, window))
+    web2, web3 = back_batch["results"]
+    assert back_batch["rollback"] is True and back_batch["aborted"] is True
+    assert back_batch["reason"].startswith("alarm sampleapp-prod-web-5xx went to ALARM at 2026-12-01T05:56:34Z")
+    assert web2["status"] == "rolled_back" and web2["version_after"] == "1.0" and web2["out_of_service"] is False
+    assert web2["rollback_scope"] == "deploy" and web2["error"] == f"rollout: {back_batch['reason']}"
+    assert web2["times"] == {"out": 200.0, "in": 230.0, "rollback": 900.0, "done": 930.0}
+    assert web2["seconds"] == {"total": 30.0, "rollback": 30.0}
+    assert web3["status"] == "rollback_failed" and web3["rollback_error"] == "health gate"
+    assert back_batch["failed"] == ["web-3"] and back_batch["to_return"] == ["web-2"]
+    # What the rest of the bookkeeping sees: the rollback's result in the batch's place.
+    final = rollout.final_results([*outcomes, back_batch])
+    assert [(r["host"], r["status"]) for r in final] == [
+        ("web-1", "deployed"), ("web-2", "rolled_back"), ("web-3", "rollback_failed"), ("web-4", "deployed"),
+        ("web-5", "rolled_back"), ("web-6", "vanished")]
+    assert rollout.rolled_back_batches(final) == [2]
+    # Resumed after this batch, the rollback lists what is left: web-3's switch back failed, it
+    # is not tried again.
+    assert [b["batch"] for b in rollout.rollback_batches([*outcomes, back_batch], ALARM)] == [3, 1]
+    assert rollout.own_failure(web3) and not rollout.own_failure(web2)
+
+
+def test_a_host_that_could_not_leave_service_or_stopped_answering_during_the_rollback():
+    outcomes = rollout_so_far()
+    window = svc({"i-web-4": entry(ok=False, error="MinSize")}, {}, {"out": 900.0, "back": 930.0})
+    stuck = rollout.rollback_outcome(3, ["web-4"], ["web-4"], {"web-4": switched("web-4", "not_deployed")},
+                                     outcomes, ALARM, service=window)["results"][0]
+    assert stuck["status"] == "rollback_failed" and stuck["version_after"] == "2.0"
+    assert stuck["rollback_error"] == "did not leave service for the switch back: MinSize"
+    assert stuck["out_of_service"] is False
+    lost = rollout.rollback_outcome(1, ["web-1"], [], {}, outcomes, ALARM,
+                                    service=svc({"i-web-1": entry()}, {}, {"out": 900.0}))
+    assert lost["lost"] == ["web-1"] and lost["results"][0]["status"] == "unreachable"
+    assert lost["results"][0]["out_of_service"] is True
+    assert rollout.standby_record([], [*outcomes, lost], []) == ["i-web-1", "i-web-3"]
+    with pytest.raises(ValueError):
+        rollout.rollback_outcome(1, ["web-1"], ["web-1"], {}, outcomes, None)
+
+
+def test_the_lock_record_follows_the_rollbacks_result():
+    outcomes = rollout_so_far()  # web-3 left out of service by its batch
+    back_batch = rollout.rollback_outcome(2, ["web-3"], ["web-3"], {"web-3": switched("web-3")}, outcomes, ALARM,
+                                          service=svc({"i-web-3": entry()}, {"i-web-3": back()}, {}))
+    assert rollout.standby_record([], outcomes, []) == ["i-web-3"]
+    assert rollout.standby_record([], [*outcomes, back_batch], []) == []
+
+
+def test_the_rollback_filters_through_ansible():
+    outcomes = rollout_so_far()
+    plan, accounted = run_tasks([
+        {"name": "plan", "ansible.builtin.set_fact": {
+            "rollback": "{{ outcomes | ec2fleet.fleet.rollback_batches(stop, scope='ALL') }}"},
+         "vars": {"outcomes": outcomes, "stop": {"kind": "failure", "reason": "batch 3 failed"}}},
+        {"name": "account", "ansible.builtin.set_fact": {
+            "outcome": "{{ rollback[0].hosts | ec2fleet.fleet.rollback_outcome(rollback[0].hosts, results, "
+                       "batch=rollback[0].batch, outcomes=outcomes, stop=stop) }}"},
+         "vars": {"outcomes": outcomes, "stop": {"kind": "failure", "reason": "batch 3 failed"},
+                  "results": {"web-4": switched("web-4")}}},
+    ])
+    assert plan["ansible_facts"]["rollback"] == rollout.rollback_batches(
+        outcomes, {"kind": "failure", "reason": "batch 3 failed"}, "all")
+    result = accounted["ansible_facts"]["outcome"]["results"][0]
+    assert (result["status"], result["error"]) == ("rolled_back", "rollout: batch 3 failed")

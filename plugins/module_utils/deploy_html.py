@@ -24,14 +24,20 @@ What the page shows:
 
   A host without ``times`` (older reports, hosts never started) is a row with no bars and its
   status;
+* when the rollout stopped on an alarm, an operator's abort or a checkpoint nobody resumed
+  (``stopped_by``: ``{kind, alarm, reason, fired_at, fired, line}``), that line first in the failure
+  box, the batches the whole-deploy rollback switched back (``rolled_back_batches``) among the
+  facts, and a vertical marker at the moment it fired (``<g id="stopped-by" data-kind data-alarm
+  data-fired>``); hosts that rollback switched back (``rollback_scope`` ``deploy``) are not
+  failures of their own;
 * when the report has ``lb_metrics`` (``{"source": str, "period": seconds, "points": [{"t":
   epoch, "requests": n, "errors": n}, ...]}``, each point counting the period that starts at
   ``t``), requests and errors per period on the same time axis (``<g id="lb-metrics"
   data-requests data-errors>`` with the totals).
 
 Optional report keys it reads besides build_report's: ``started`` (epoch; else ``started_at``
-is parsed), ``canary`` (hosts in the first batch, > 0 labels batch 1 as the canary) and
-``lb_metrics``. Every string from the report is escaped.
+is parsed), ``canary`` (hosts in the first batch, > 0 labels batch 1 as the canary),
+``stopped_by``, ``rolled_back_batches`` and ``lb_metrics``. Every string from the report is escaped.
 
 Standard library only: the ``deploy_report`` module ships it in its payload.
 """
@@ -146,6 +152,8 @@ svg .errbar { fill: #e53935; }
 svg .mband-0 { fill: #e8edf3; }
 svg .mband-1 { fill: #f3f5f8; }
 svg .total { font-weight: bold; }
+svg .stop-mark { stroke: #d50000; stroke-width: 2; stroke-dasharray: 6,3; }
+svg .stop-label { fill: #b71c1c; font-weight: bold; font-size: 11px; }
 """
 
 
@@ -210,8 +218,20 @@ def _plain(value):
 FAILED_STATUSES = ("rolled_back", "rollback_failed", "unreachable", "not_deployed", "failed")
 
 
+def _with_the_deploy(host):
+    """Switched back by the whole-deploy rollback, its own release having passed."""
+    return host.get("rollback_scope") == "deploy" and host.get("status") == "rolled_back"
+
+
 def _primary_failure(host):
-    return host.get("status") in FAILED_STATUSES and not str(host.get("error", "")).startswith("batch:")
+    return (host.get("status") in FAILED_STATUSES and not str(host.get("error", "")).startswith("batch:")
+            and not _with_the_deploy(host))
+
+
+def _stop(report):
+    """The report's stopped_by when it says why, else None."""
+    stop = report.get("stopped_by")
+    return stop if isinstance(stop, dict) and stop.get("line") else None
 
 
 def _start_epoch(report, hosts, points):
@@ -346,6 +366,12 @@ def _header(report, hosts):
         ("versions before", ", ".join(str(v) for v in report.get("versions_before") or []) or "-"),
         ("versions after", ", ".join(str(v) for v in report.get("versions_after") or []) or "-"),
     ]
+    stop = _stop(report)
+    if stop:
+        facts.append(("stopped by", f"alarm {stop['alarm']}" if stop.get("alarm") else str(stop.get("kind") or "?")))
+    rolled_back = [str(n) for n in report.get("rolled_back_batches") or []]
+    if rolled_back:
+        facts.append(("switched back with the deploy", "batches " + ", ".join(rolled_back)))
     out = [
         "<header>",
         f'<h1><span>{_e(report.get("app", "?"))} {_e(report.get("version", "?"))}'
@@ -357,7 +383,7 @@ def _header(report, hosts):
     out.append("</dl>")
     if skipped:
         out.append(f'<p class="note">skipped: {_e(_clip(", ".join(str(s) for s in skipped), 400))}</p>')
-    failures = []
+    failures = [f"stopped: {stop['line']}"] if stop and stop.get("kind") != "failure" else []
     for host in hosts:
         if _primary_failure(host):
             status = STATUS_TEXT.get(host.get("status"), host.get("status"))
@@ -396,6 +422,8 @@ def _status_text(host):
     if status == "not_started":
         return "not started", "st-not_started"
     error = str(host.get("error") or "")
+    if _with_the_deploy(host):
+        return f"switched back to {host.get('version_before') or '(none)'} with the deploy", f"st-{status}"
     if error.startswith("batch:"):
         return error[len("batch:"):].strip() or STATUS_TEXT.get(status, status), f"st-{status}"
     if status == "rolled_back":
@@ -425,6 +453,20 @@ def _sizes(count):
 def _batch_spans(batch, origin):
     times = [t for h in batch.get("hosts") or [] for t in _times(h, origin).values()]
     return (min(times), max(times)) if times else None
+
+
+def _stop_mark(report, axis, origin, top, bottom):
+    """A dashed vertical line where the alarm (or the operator's answer) stopped the rollout."""
+    stop = _stop(report)
+    fired = _num(stop.get("fired")) if stop else None
+    if fired is None:
+        return ""
+    x = axis.x(fired - origin)
+    label = f"alarm {stop['alarm']}" if stop.get("alarm") else f"stopped ({stop.get('kind') or '?'})"
+    return (f'<g id="stopped-by" data-kind="{_e(stop.get("kind"))}" data-alarm="{_e(stop.get("alarm") or "")}" '
+            f'data-fired="{_e(stop.get("fired_at") or "")}"><title>{_e(stop["line"])}</title>'
+            f'<line class="stop-mark" x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{bottom}"/>'
+            f'<text class="stop-label" x="{x + 4:.1f}" y="{top + 12}">{_e(_clip(label, 40))}</text></g>')
 
 
 def _timeline(report, axis, origin, all_hosts):
@@ -475,6 +517,7 @@ def _timeline(report, axis, origin, all_hosts):
             + "".join(bands)
             + axis.grid(AXIS_H, bottom)
             + "".join(body)
+            + _stop_mark(report, axis, origin, AXIS_H, bottom)
             + axis.draw(AXIS_H, top=True) + axis.draw(bottom, top=False)
             + f'<text class="tick" x="{PLOT_X0 - 12}" y="{bottom + 15}" text-anchor="end">seconds since the start \u2192</text>'
             + "</svg>")
@@ -613,6 +656,9 @@ def render_html(report: dict) -> str:
     meta, points = _metric_points(report)
     origin = _start_epoch(report, hosts, points)
     rels = [t for h in hosts for t in _times(h, origin).values()]
+    fired = _num((_stop(report) or {}).get("fired"))
+    if fired is not None:
+        rels.append(fired - origin)
     lo = min([0.0] + rels + [p["t"] - origin for p in points])
     hi = max([_num(report.get("seconds")) or 0.0] + rels
              + [p["t"] - origin + meta["period"] for p in points])

@@ -3,6 +3,11 @@
 """Bookkeeping of a rolling deploy's batches: the queue the rollout play runs over, and what a
 batch's end means for the rollout (which hosts failed, which were lost, whether to go on).
 
+When the rollout stops, the whole-deploy rollback (``rollback_batches``, ``rollback_outcome``)
+switches back, newest batch first, every host this deploy moved: always after an alarm or an
+operator's abort, after a failed batch only with ``deploy_rollback_on_failure: all`` (by default
+the failed batch switches back its own hosts, and nothing else moves).
+
 Each batch is led by a coordinator: an inventory host of its own, on the controller's local
 connection, queued first in the batch. It runs the batch's controller tasks (lock record, the
 accounting below) and, being in every batch, keeps Ansible from ending the whole playbook when
@@ -13,6 +18,9 @@ Pure functions on plain data: tested in tests/test_deploy_rollout.py.
 """
 
 from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
 
 COORDINATOR_PREFIX = "deploy-batch-"
 
@@ -29,6 +37,17 @@ OUT_STATES = ("Standby", "EnteringStandby", "Pending", "Pending:Wait", "Pending:
 # Lifecycle states (or their absence) of an instance that is going or gone.
 # (ec2fleet.fleet.service_state says "detached" for an instance no longer in its group.)
 GONE_STATES = ("Terminating", "Terminating:Wait", "Terminating:Proceed", "Terminated", "Detaching", "Detached", "detached")
+# Final statuses of a host whose new release is active and whose instance is still there: what a
+# whole-deploy rollback switches back.
+MOVED = ("deployed", "failed")
+# Why a rollout stopped. Only a failed batch (its health gate) leaves the rollback scope to
+# deploy_rollback_on_failure; the others judged the release itself.
+STOP_KINDS = ("failure", "alarm", "abort", "timeout")
+ROLLBACK_SCOPES = ("batch", "all")
+# A host switched back because its batch failed, not on its own failure (tasks/deploy-batch.yml).
+BATCH_ERROR = "batch:"
+# A host switched back by the whole-deploy rollback.
+DEPLOY_SCOPE = "deploy"
 
 
 def coordinator_name(batch):
@@ -197,8 +216,13 @@ def batch_outcome(batch, batch_hosts, active_hosts, results, canary, max_fail_pe
 
 
 def final_results(outcomes):
-    """Every accounted host's final result, batch by batch."""
-    return [result for outcome in outcomes for result in outcome["results"]]
+    """Every accounted host's final result, batch by batch; a host a whole-deploy rollback switched
+    back has the rollback's result, in its batch's place."""
+    latest = {}
+    for outcome in outcomes:
+        for result in outcome["results"]:
+            latest[result.get("host")] = result  # insertion order: where the host first appeared
+    return list(latest.values())
 
 
 def standby_record(recovered, outcomes, batch_instance_ids):
@@ -206,18 +230,171 @@ def standby_record(recovered, outcomes, batch_instance_ids):
     the batch's, those earlier batches left out, and an interrupted run's not yet redeployed.
     Merged, never replaced, so a crash at any point leaves every such instance on record."""
     done, left_out = set(), set()
-    for outcome in outcomes:
-        for result in outcome["results"]:
-            iid = result.get("instance_id")
-            if not iid:
-                continue
-            if result.get("out_of_service"):
-                left_out.add(iid)
-            else:
-                done.add(iid)
+    for result in final_results(outcomes):  # a rollback's result, where there is one
+        iid = result.get("instance_id")
+        if not iid:
+            continue
+        if result.get("out_of_service"):
+            left_out.add(iid)
+        else:
+            done.add(iid)
     return sorted(left_out | set(batch_instance_ids) | (set(recovered) - done))
 
 
 def left_out_of_service(results):
     """Instance ids this run took out of service and did not put back."""
     return sorted({r["instance_id"] for r in results if r.get("out_of_service") and r.get("instance_id")})
+
+
+# --- the whole-deploy rollback ----------------------------------------------------------------
+
+def _moment(value):
+    """(ISO-8601 UTC text, epoch seconds) of a time given as epoch seconds or ISO-8601 text (what
+    CloudWatch's StateUpdatedTimestamp becomes in Ansible); the text as it is and None otherwise."""
+    if value is None or value == "":
+        return None, None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        epoch = float(value)
+    else:
+        text = str(value).strip()
+        try:
+            epoch = float(text)
+        except ValueError:
+            try:
+                moment = datetime.fromisoformat(re.sub(r"Z$", "+00:00", text.replace(" ", "T", 1)))
+            except ValueError:
+                return text, None
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=timezone.utc)
+            epoch = moment.timestamp()
+    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), epoch
+
+
+def stop_record(stop):
+    """Why the rollout stopped, normalized: {kind, alarm, reason, fired_at (ISO text), fired (epoch),
+    line}. ``stop``: {kind (failure, alarm, abort or timeout), alarm (the alarm's name, for kind
+    alarm), reason (CloudWatch's StateReason, an operator's note, the failure), fired_at (epoch
+    seconds or ISO text: when the alarm went to ALARM, the operator answered...)}; None when the
+    rollout did not stop."""
+    if not stop:
+        return None
+    if not isinstance(stop, dict):
+        raise ValueError(f"stop must be a dict with kind, alarm, reason and fired_at, got {stop!r}")
+    kind = str(stop.get("kind") or ("alarm" if stop.get("alarm") else "failure")).strip().lower()
+    if kind not in STOP_KINDS:
+        raise ValueError(f"stop kind must be one of {', '.join(STOP_KINDS)}, got {stop.get('kind')!r}")
+    alarm = str(stop["alarm"]) if stop.get("alarm") else None
+    if kind == "alarm" and not alarm:
+        raise ValueError("a stop of kind alarm needs the alarm's name (alarm)")
+    reason = " ".join(str(stop.get("reason") or "").split())
+    fired_at, fired = _moment(stop.get("fired_at"))
+    if alarm:
+        line = f"alarm {alarm} went to ALARM" + (f" at {fired_at}" if fired_at else "") + (f": {reason}" if reason else "")
+    else:
+        line = reason or {"failure": "a batch failed", "abort": "an operator aborted the rollout",
+                          "timeout": "nobody resumed the rollout in time"}[kind]
+    return {"kind": kind, "alarm": alarm, "reason": reason, "fired_at": fired_at, "fired": fired, "line": line}
+
+
+def rolls_back_all(stop, scope):
+    """Whether the stop switches back every host this deploy moved, not only the failed batch."""
+    if scope not in ROLLBACK_SCOPES:
+        raise ValueError(f"the rollback scope must be one of {', '.join(ROLLBACK_SCOPES)}, got {scope!r}")
+    record = stop_record(stop)
+    return record is not None and (scope == "all" or record["kind"] != "failure")
+
+
+def rollback_batches(outcomes, stop, scope="batch"):
+    """The batches to switch back after the rollout stopped, newest first:
+    [{batch, hosts, instance_ids}] with every host whose new release is active and whose instance is
+    still there (deployed; failed: active but not healthy back in service), in its batch as planned
+    (so the switch back keeps the batch's capacity rules). Empty unless the stop switches back all
+    (rolls_back_all); hosts a rollback already accounted for are not listed again, so after an
+    interruption it lists what is left."""
+    if not rolls_back_all(stop, scope):
+        return []
+    final = {result.get("host"): result for result in final_results(outcomes)}
+    found = []
+    for outcome in reversed(outcomes):
+        if outcome.get("rollback"):
+            continue
+        hosts = [r["host"] for r in outcome["results"] if final.get(r.get("host"), {}).get("status") in MOVED
+                 and final[r["host"]].get("rollback_scope") != DEPLOY_SCOPE]
+        if hosts:
+            found.append({"batch": int(final[hosts[0]].get("batch") or 0), "hosts": hosts,
+                          "instance_ids": [final[h].get("instance_id") or "" for h in hosts]})
+    return found
+
+
+def rollback_outcome(batch, batch_hosts, active_hosts, results, outcomes, stop, service=None, gone=()):
+    """A rollback batch's accounting, in the shape of batch_outcome's (the lock's record, the
+    report and final_results read it the same way), with ``rollback`` true.
+
+    batch: the batch's number as planned; batch_hosts: its hosts to switch back (rollback_batches);
+    active_hosts, service, gone: as for batch_outcome, for the rollback window; results: host -> its
+    deploy_result from the switch back (tasks/deploy-rollback-host.yml: rolled_back or
+    rollback_failed; not_deployed when it did not leave service; none when it stopped answering);
+    outcomes: the rollout's outcomes so far (each host's result before the rollback); stop: why
+    (stop_record's input).
+
+    A host switched back is ``rolled_back``; one whose switch back failed, or that could not leave
+    service for it (still on the new release, in service), ``rollback_failed``; one that stopped
+    answering ``unreachable`` (out of service when it had left). Each keeps its deploy's times and
+    result, with ``rollback_scope: deploy``, the reason in ``error`` (``rollout: <why>``), and the
+    rollback window's times (``rollback``: it left service, ``done``: back in service)."""
+    record = stop_record(stop)
+    if record is None:
+        raise ValueError("a whole-deploy rollback needs the stop that caused it")
+    active, gone = set(active_hosts), set(gone or ())
+    before = {result.get("host"): result for result in final_results(outcomes)}
+    window = (service or {}).get("times") or {}
+    final, failed, lost = [], [], []
+    for host in batch_hosts:
+        previous = dict(before.get(host) or {"host": host, "batch": batch})
+        # A host that stopped answering before its first step set no result: its instance is known.
+        given = results.get(host) or {"instance_id": previous.get("instance_id")}
+        now = _final(host, given, active, service, gone, batch, previous.get("version_after") or "")
+        status = now["status"]
+        merged = dict(previous, rollback_scope=DEPLOY_SCOPE, error=f"rollout: {record['line']}",
+                      out_of_service=bool(now.get("out_of_service")))
+        times = dict(previous.get("times") or {})
+        times.update({k: v for k, v in (("rollback", window.get("out")), ("done", window.get("back")))
+                      if v is not None})
+        merged["times"] = times
+        if window.get("out") is not None and window.get("back") is not None:
+            merged["seconds"] = dict(previous.get("seconds") or {},
+                                     rollback=round(float(window["back"]) - float(window["out"]), 2))
+        if status == "rolled_back":
+            merged.update(status="rolled_back", version_after=now.get("version_after") or previous.get("version_before"))
+        elif status == "rollback_failed":
+            merged.update(status="rollback_failed", version_after=now.get("version_after") or "unknown",
+                          rollback_error=now.get("rollback_error") or now.get("error") or "the switch back failed")
+        elif status == "not_deployed":
+            why = _service_entry(service, "out", now.get("instance_id")).get("error") or now.get("error") or "no outcome"
+            merged.update(status="rollback_failed", rollback_error=f"did not leave service for the switch back: {why}")
+        elif status == "vanished":
+            merged.update(status="vanished", out_of_service=False, version_after="",
+                          rollback_error="its instance was terminated before the switch back")
+        else:  # unreachable
+            merged.update(status="unreachable", version_after="unknown",
+                          rollback_error=f"while switching back: {now.get('error') or 'stopped answering'}")
+            lost.append(host)
+        if merged["status"] in ("rollback_failed", "unreachable"):
+            failed.append(host)
+        final.append(merged)
+    return {"results": final, "failed": failed, "lost": lost, "aborted": True, "reason": record["line"],
+            "rollback": True, "batch": int(batch), "to_return": to_return(batch_hosts, active_hosts, results, service)}
+
+
+def own_failure(result):
+    """Whether a host failed on its own account (not switched back with its batch or the deploy)."""
+    if result.get("status") not in FAILED:
+        return False
+    if str(result.get("error") or "").startswith(BATCH_ERROR):
+        return False
+    return not (result.get("rollback_scope") == DEPLOY_SCOPE and result.get("status") == "rolled_back")
+
+
+def rolled_back_batches(results):
+    """Batch numbers the whole-deploy rollback switched back (hosts of), newest first."""
+    return sorted({int(r.get("batch") or 0) for r in results if r.get("rollback_scope") == DEPLOY_SCOPE}, reverse=True)

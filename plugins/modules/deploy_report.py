@@ -13,8 +13,13 @@ description:
     result) written to O(path), and returns a readable summary for the play to print.
   - Beside it, the same report as one self-contained HTML page (same name, C(.html)) with a timeline,
     a row per host and its phases (out of service, installing, health wait, back in service,
-    rolled back), batch boundaries, the failure, and the load balancer's requests and errors over
-    the same time axis when O(lb_metrics) is given. It has no external scripts, styles or fonts.
+    rolled back), batch boundaries, the failure, what stopped the rollout (O(stop)) and when, and the
+    load balancer's requests and errors over the same time axis when O(lb_metrics) is given. It has
+    no external scripts, styles or fonts.
+  - When an alarm, an operator's abort or a checkpoint nobody resumed stopped the rollout, the report
+    names it (RV(report.stopped_by)) and the batches the whole-deploy rollback switched back
+    (RV(report.rolled_back_batches)); their hosts (C(rollback_scope=deploy)) are not counted as
+    failures of their own.
   - Runs on the controller. Writes the report in check mode too (it changes no managed host).
 version_added: "0.1.0"
 author: ec2-fleet project (!UNKNOWN)
@@ -56,6 +61,18 @@ options:
     description: Hosts in the first batch when it is a canary (0 when there is none); labels it in the HTML page.
     type: int
     default: 0
+  stop:
+    description:
+      - Why the rollout stopped, as the C(ec2fleet.fleet.rollback_batches) filter takes it - C(kind)
+        (V(failure), V(alarm), V(abort) or V(timeout)), C(alarm) (the alarm's name), C(reason)
+        (CloudWatch's state reason, the operator's note) and C(fired_at) (epoch seconds or ISO-8601 text).
+      - Omitted or null when the rollout did not stop.
+    type: dict
+  rollback_on_failure:
+    description: The deploy's C(deploy_rollback_on_failure), recorded in the report.
+    type: str
+    choices: [batch, all]
+    default: batch
   lb_metrics:
     description:
       - The load balancer's numbers over the deployment, drawn under the timeline.
@@ -75,6 +92,8 @@ EXAMPLES = r"""
     plan: "{{ deploy_plan }}"
     hosts: "{{ deploy_results }}"
     aborted: "{{ deploy_aborted }}"
+    stop: "{{ deploy_stop | default(omit) }}"
+    rollback_on_failure: "{{ deploy_rollback_on_failure }}"
   delegate_to: localhost
   register: deploy_report
 """
@@ -84,6 +103,23 @@ report:
   description: The report written to O(path).
   returned: always
   type: dict
+  contains:
+    stopped_by:
+      description:
+        - What stopped the rollout (O(stop)), normalized - C(kind), C(alarm), C(reason), C(fired_at)
+          (ISO-8601, UTC), C(fired) (epoch seconds) and C(line) (one line saying it); null when it did not stop.
+      type: dict
+      sample: {kind: alarm, alarm: sampleapp-prod-web-5xx, fired_at: "2026-12-01T05:56:34Z", fired: 1796104594.0,
+               reason: "Threshold Crossed: 1 datapoint [12.0] was greater than the threshold (5.0).",
+               line: "alarm sampleapp-prod-web-5xx went to ALARM at 2026-12-01T05:56:34Z: Threshold Crossed: ..."}
+    rolled_back_batches:
+      description: The batches whose hosts the whole-deploy rollback switched back, newest first.
+      type: list
+      elements: int
+      sample: [3, 2, 1]
+    rollback_on_failure:
+      description: O(rollback_on_failure).
+      type: str
 html_path:
   description: Where the HTML page was written.
   returned: always
@@ -105,7 +141,12 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.ec2fleet.fleet.plugins.module_utils.deploy_html import write_html
-from ansible_collections.ec2fleet.fleet.plugins.module_utils.deploy_rollout import left_out_of_service
+from ansible_collections.ec2fleet.fleet.plugins.module_utils.deploy_rollout import (
+    left_out_of_service,
+    own_failure,
+    rolled_back_batches,
+    stop_record,
+)
 
 
 def _float(value, default=0.0):
@@ -154,8 +195,7 @@ def build_report(params, now=None):
                                            for h in hosts if h.get("seconds", {}).get("waits") is not None),
                                           default=0.0), 2) if waits else None,
         })
-    failed = [h for h in by_host.values() if h.get("status") not in ("deployed", "vanished")]
-    failed_first = [h for h in failed if not str(h.get("error", "")).startswith("batch:")]
+    failed_first = [h for h in by_host.values() if own_failure(h)]
     result = "failed" if params["aborted"] or failed_first else "succeeded"
     return {
         "app": params["app"],
@@ -173,6 +213,9 @@ def build_report(params, now=None):
         "versions_after": sorted({h.get("version_after") or "(none)" for h in by_host.values()}),
         # Instances this run took out of service and did not put back (the deploy lock keeps them).
         "left_out_of_service": left_out_of_service(by_host.values()),
+        "stopped_by": stop_record(params.get("stop")),
+        "rolled_back_batches": rolled_back_batches(by_host.values()),
+        "rollback_on_failure": params.get("rollback_on_failure") or "batch",
     }
 
 
@@ -182,6 +225,13 @@ def summarise(report):
         f"in {report['seconds']:.1f}s, {sum(len(b['hosts']) for b in report['batches'])} host(s) in "
         f"{len(report['batches'])} batch(es), {len(report['skipped'])} skipped (already on {report['version']})",
     ]
+    stop = report.get("stopped_by")
+    if stop:
+        lines.append(f"stopped: {stop['line']}")
+    if report.get("rolled_back_batches"):
+        moved = sum(1 for b in report["batches"] for h in b["hosts"] if h.get("rollback_scope") == "deploy")
+        lines.append(f"switched back with the whole deploy: batches {', '.join(map(str, report['rolled_back_batches']))} "
+                     f"({moved} host(s), newest first)")
     for batch in report["batches"]:
         overhead = "" if batch["overhead_seconds"] is None else f", overhead {batch['overhead_seconds']:.1f}s"
         lines.append(f"batch {batch['batch']}: {batch['state']} ({batch['seconds']:.1f}s{overhead})")
@@ -201,9 +251,13 @@ def summarise(report):
 
 
 def failure_line(report):
-    bad = [h for b in report["batches"] for h in b["hosts"]
-           if h.get("status") not in ("deployed", "not_started", "vanished") and not str(h.get("error", "")).startswith("batch:")]
-    return "; ".join(f"{h.get('host')} ({h.get('status')}): {h.get('error', '')}" for h in bad)
+    """The hosts that failed on their own account; after an alarm, an abort or a timeout, why first."""
+    stop = report.get("stopped_by")
+    lines = [stop["line"]] if stop and stop["kind"] != "failure" else []
+    for host in (h for b in report["batches"] for h in b["hosts"] if own_failure(h)):
+        rollback = f"; rollback: {host['rollback_error']}" if host.get("rollback_error") else ""
+        lines.append(f"{host.get('host')} ({host.get('status')}): {host.get('error', '')}{rollback}")
+    return "; ".join(lines)
 
 
 def main():
@@ -219,10 +273,15 @@ def main():
             "aborted": {"type": "bool", "default": False},
             "canary": {"type": "int", "default": 0},
             "lb_metrics": {"type": "dict"},
+            "stop": {"type": "dict"},
+            "rollback_on_failure": {"type": "str", "choices": ["batch", "all"], "default": "batch"},
         },
         supports_check_mode=True,
     )
-    report = build_report(module.params)
+    try:
+        report = build_report(module.params)
+    except ValueError as exc:  # a stop that does not say why
+        module.fail_json(msg=f"deploy_report: {exc}")
     path = module.params["path"]
     html_path = os.path.splitext(path)[0] + ".html"
     try:
