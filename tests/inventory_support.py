@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -83,6 +84,36 @@ class CallCounter:
 
         monkeypatch.setattr(fleet_aws.ClientFactory, "__init__", counting_init)
         monkeypatch.setattr(fleet_aws.ClientFactory, "__call__", counting_call)
+
+
+class PoolTracker:
+    """Holds each (account, region) query of the plugin ``hold`` seconds and records how many ran
+    at once (``peak``) and which pairs ran (``pairs``: (account alias, region))."""
+
+    def __init__(self, monkeypatch, hold=0.3):
+        from ansible.plugins.loader import inventory_loader
+
+        cls = type(inventory_loader.get("ec2fleet.fleet.ec2_fleet"))
+        original = cls._query_region
+        self.peak, self.pairs, self._active, self._lock = 0, [], 0, threading.Lock()
+        tracker = self
+
+        def tracking(plugin, account, region):
+            with tracker._lock:
+                tracker._active += 1
+                tracker.peak = max(tracker.peak, tracker._active)
+                tracker.pairs.append((account.alias, region))
+            try:
+                time.sleep(hold)
+                return original(plugin, account, region)
+            finally:
+                with tracker._lock:
+                    tracker._active -= 1
+
+        monkeypatch.setattr(cls, "_query_region", tracking)
+
+    def reset(self):
+        self.peak, self.pairs = 0, []
 
 
 def cli_env(extra=None):

@@ -6,8 +6,6 @@ both strict modes, the bounded pool over (account, region) pairs, and the cache 
 from __future__ import annotations
 
 import os
-import threading
-import time
 
 import inventory_fleet as fleet
 import pytest
@@ -15,6 +13,7 @@ from ansible.errors import AnsibleError
 from inventory_support import (
     CallCounter,
     DenyingEndpoint,
+    PoolTracker,
     group_hosts,
     hostvars,
     inventory_list,
@@ -170,34 +169,16 @@ def test_account_failing_in_a_region_query_drops_the_whole_account(two_accounts,
 
 
 def test_pairs_share_one_bounded_pool(two_accounts, tmp_path, monkeypatch):
-    from ansible.plugins.loader import inventory_loader
-
-    cls = type(inventory_loader.get("ec2fleet.fleet.ec2_fleet"))
-    original = cls._query_region
-    active, peak, pairs, lock = [0], [0], [], threading.Lock()
-
-    def tracking(self, account, region):
-        with lock:
-            active[0] += 1
-            peak[0] = max(peak[0], active[0])
-            pairs.append((account.alias, region))
-        try:
-            time.sleep(0.3)
-            return original(self, account, region)
-        finally:
-            with lock:
-                active[0] -= 1
-
-    monkeypatch.setattr(cls, "_query_region", tracking)
+    pool = PoolTracker(monkeypatch)
     regions = ["us-east-1", "eu-west-1", "us-west-2"]
     config = accounts_config({**PAYMENTS_ACCOUNT, "regions": regions}, {**SEARCH_ACCOUNT, "alias": "search", "regions": regions},
                              max_concurrency=2)
     parse_inventory(write_config(tmp_path, config))
-    assert peak[0] == 2 and len(pairs) == 6
-    peak[0], pairs[:] = 0, []
+    assert pool.peak == 2 and len(pool.pairs) == 6
+    pool.reset()
     parse_inventory(write_config(tmp_path, {**config, "max_concurrency": 6}, name="wide"))
-    assert peak[0] == 6  # every (account, region) pair at once: accounts are not queried one after the other
-    assert sorted(pairs) == sorted((alias, r) for alias in ("payments", "search") for r in regions)
+    assert pool.peak == 6  # every (account, region) pair at once: accounts are not queried one after the other
+    assert sorted(pool.pairs) == sorted((alias, r) for alias in ("payments", "search") for r in regions)
 
 
 def test_cache_is_keyed_by_every_account(two_accounts, tmp_path, monkeypatch):

@@ -4,8 +4,6 @@ duplicates, filters, cache, skipped regions and every error path (in-process and
 from __future__ import annotations
 
 import os
-import threading
-import time
 
 import boto3
 import inventory_fleet as fleet
@@ -16,6 +14,7 @@ from inventory_support import (
     REPO,
     CallCounter,
     DenyingEndpoint,
+    PoolTracker,
     all_hosts,
     group_hosts,
     hostvars,
@@ -352,30 +351,13 @@ def test_empty_regions_means_every_enabled_region(aws, tmp_path):
 
 
 def test_region_pool_is_bounded(aws, tmp_path, monkeypatch):
-    from ansible.plugins.loader import inventory_loader
-
     regions = ["us-east-1", "us-east-2", "us-west-1", "us-west-2", "eu-west-1", "eu-central-1"]
-    cls = type(inventory_loader.get("ec2fleet.fleet.ec2_fleet"))
-    original = cls._query_region
-    active, peak, lock = [0], [0], threading.Lock()
-
-    def tracking(self, account, region):
-        with lock:
-            active[0] += 1
-            peak[0] = max(peak[0], active[0])
-        try:
-            time.sleep(0.3)
-            return original(self, account, region)
-        finally:
-            with lock:
-                active[0] -= 1
-
-    monkeypatch.setattr(cls, "_query_region", tracking)
+    pool = PoolTracker(monkeypatch)
     parse_inventory(write_config(tmp_path, {"plugin": "ec2fleet.fleet.ec2_fleet", "regions": regions, "max_concurrency": 2}))
-    assert peak[0] == 2
-    peak[0] = 0
+    assert pool.peak == 2
+    pool.reset()
     parse_inventory(write_config(tmp_path, {"plugin": "ec2fleet.fleet.ec2_fleet", "regions": regions}, name="default"))
-    assert peak[0] == 4  # the default bound
+    assert pool.peak == 4  # the default bound
 
 
 # -- cache -----------------------------------------------------------------------------------
