@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -110,6 +111,7 @@ def clean_stale(everything: bool = False, port: int | None = None) -> list[int]:
             _stop_pid(pid)
             stopped.append(pid)
         pidfile.unlink(missing_ok=True)
+        shutil.rmtree(state_dir() / f"console-{info.get('port')}", ignore_errors=True)
     return stopped
 
 
@@ -135,6 +137,11 @@ class MotoServer:
     def pidfile(self) -> Path:
         return state_dir() / f"moto-{self.port}.json"
 
+    @property
+    def console_dir(self) -> Path:
+        """Where instances' console output is written (<dir>/<instance id>) for GetConsoleOutput."""
+        return state_dir() / f"console-{self.port}"
+
     def env(self) -> dict[str, str]:
         """Environment for boto3, botocore and Ansible's AWS modules to use the emulator."""
         return {
@@ -153,7 +160,9 @@ class MotoServer:
         # child finds this package even when the caller put it on sys.path by hand.
         package_root = str(Path(__file__).resolve().parents[1])
         child_env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-            p for p in (package_root, os.environ.get("PYTHONPATH")) if p)}
+            p for p in (package_root, os.environ.get("PYTHONPATH")) if p),
+            "EC2FLEET_CONSOLE_DIR": str(self.console_dir)}
+        self.console_dir.mkdir(mode=0o700, exist_ok=True)
         proc = subprocess.Popen(
             [sys.executable, "-m", "ec2fleet.moto_server", "-H", self.host, "-p", str(self.port)],
             env=child_env,
@@ -209,6 +218,7 @@ class MotoServer:
             _stop_pid(self.pid)
         self.pid = None
         self.pidfile.unlink(missing_ok=True)
+        shutil.rmtree(self.console_dir, ignore_errors=True)
 
     def __enter__(self) -> MotoServer:
         return self.start()

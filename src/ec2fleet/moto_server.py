@@ -116,9 +116,36 @@ def install_cloudwatch() -> None:
     responses.CloudWatchResponse.put_composite_alarm = responses.CloudWatchResponse.put_metric_alarm
 
 
+# Where GetConsoleOutput finds what an instance printed on its console: <dir>/<instance id>
+# (set by MotoServer.start; the local fleet writes there what cloud-init prints at first boot).
+CONSOLE_DIR_ENV = "EC2FLEET_CONSOLE_DIR"
+
+
+def install_console_output() -> None:
+    """moto answers every GetConsoleOutput with the same sample text; an instance whose console
+    the local fleet wrote (its SSH host keys, as cloud-init prints them) gets that instead."""
+    import os
+    from pathlib import Path
+
+    from moto.ec2.responses import general
+    from moto.ec2.utils import Base64EncodedString
+
+    sample = general.General.get_console_output
+
+    def get_console_output(self):
+        result = sample(self)
+        written = Path(os.environ.get(CONSOLE_DIR_ENV, "/nonexistent")) / self._get_param("InstanceId")
+        if written.is_file():
+            result.result["Output"] = Base64EncodedString.from_raw_string(written.read_text())
+        return result
+
+    general.General.get_console_output = get_console_output
+
+
 def main(argv: list[str] | None = None) -> int:
     install_tag_index()
     install_cloudwatch()
+    install_console_output()
     from moto.server import main as moto_main
 
     moto_main(argv)
