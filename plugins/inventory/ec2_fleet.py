@@ -9,14 +9,15 @@ name: ec2_fleet
 short_description: EC2 inventory across accounts and regions, ASG-aware groups, bastion or SSM wiring and a config-keyed cache
 description:
   - Discovers EC2 instances across regions and accounts (every (account, region) pair queried
-    concurrently, bounded pool) and builds hosts, groups and hostvars from them, ready for playbooks. A drop-in for C(amazon.aws.aws_ec2) -
-    O(regions), O(filters), O(include_filters), O(exclude_filters), O(hostnames), O(keyed_groups),
-    O(groups), O(compose), O(strict), caching, O(profile), O(assume_role_arn) and O(endpoint_url)
-    mean the same.
-  - "Adds: several accounts in one inventory (O(accounts)); regions that are not enabled for the account are skipped with a warning; Auto Scaling
-    awareness (groups C(asg_<name>), lifecycle state, health, scale-in protection and launch
-    template version as hostvars); optional target-group membership; default groups by role tag,
-    environment tag, account, region and availability zone; SSH wired through the bastion of each
+    concurrently, bounded pool) and builds hosts, groups and hostvars from them, ready for
+    playbooks. A drop-in for C(amazon.aws.aws_ec2) - O(regions), O(filters), O(include_filters),
+    O(exclude_filters), O(hostnames), O(keyed_groups), O(groups), O(compose), O(strict), caching,
+    O(profile), O(assume_role_arn) and O(endpoint_url) mean the same.
+  - "Adds: several accounts in one inventory (O(accounts)); regions that are not enabled for the
+    account are skipped with a warning; Auto Scaling awareness (groups C(asg_<name>), lifecycle
+    state, health, scale-in protection and launch template version as hostvars); optional
+    target-group membership; default groups by role tag, environment tag, account, region and
+    availability zone; SSH wired through the bastion of each
     VPC or carried over an SSM session (O(connection_mode)); optional SSM agent hostvars
     (O(ssm_hostvars)); duplicate hostnames never collapse into one host; a cache of the processed
     inventory keyed by the inventory file's content, the credentials profile, every account's
@@ -25,8 +26,8 @@ description:
   - Hostvars are a curated set by default (see O(full_description) for every instance field).
     Hostvars always set (null when AWS has no value) -
     C(ec2_instance_id), C(ec2_account_id) (the instance's owner account), C(ec2_account_alias)
-    (the account's O(accounts) alias, else null), C(ec2_region), C(ec2_availability_zone), C(ec2_vpc_id), C(ec2_subnet_id),
-    C(ec2_private_ip_address), C(ec2_public_ip_address), C(ec2_private_dns_name),
+    (the account's O(accounts) alias, else null), C(ec2_region), C(ec2_availability_zone),
+    C(ec2_vpc_id), C(ec2_subnet_id), C(ec2_private_ip_address), C(ec2_public_ip_address), C(ec2_private_dns_name),
     C(ec2_public_dns_name), C(ec2_instance_type), C(ec2_image_id), C(ec2_launch_time) (ISO 8601
     string), C(ec2_state) (for example V(running)), C(ec2_key_name), C(ec2_security_group_ids) (list),
     C(ec2_tags) (dict), C(asg_name), C(asg_lifecycle_state) (V(InService), V(Pending), V(Standby),
