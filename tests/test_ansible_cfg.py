@@ -56,7 +56,8 @@ def test_ssh_reuses_connections_and_rides_out_a_bastion_burst(ssh):
     assert ssh["pipelining"] is True
     args = ssh["ssh_args"]
     assert "ControlMaster=auto" in args and "ControlPersist=" in args
-    assert "StrictHostKeyChecking=accept-new" in args
+    # Strict: hosts are trusted through the host CA, never on first use (issue 19).
+    assert "StrictHostKeyChecking=yes" in args and "accept-new" not in args
     # Ansible pauses 2**attempt - 1 seconds between tries; the bastion drops part of a burst
     # beyond MaxStartups' start (10) until earlier handshakes finish: the retries must span
     # more than a few seconds, not retry into the same burst.

@@ -6,7 +6,8 @@ on the fleet's docker network is the instance's private IP in the emulator, so t
 ProxyJump wiring and the load balancer use the addresses AWS reports.
 
 What cloud-init does on a real instance (the key pair's public key for the default user
-`admin`, passwordless sudo, user data) is done here by `boot()`: that is the local stand-in.
+`admin`, passwordless sudo, the SSH host keys on the console, user data) is done here by `boot()`:
+that is the local stand-in.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+from pathlib import Path
 
 MANAGED_LABEL = "io.ec2fleet.managed=true"
 SYSTEMD_ARGS = [
@@ -91,8 +93,10 @@ def wait_booted(name: str, timeout: float = 90) -> None:
     raise DockerError(f"{name} did not finish booting in {timeout:.0f}s (systemd: {state or 'no answer'})")
 
 
-def boot(name: str, public_key: str, user_data: str = "") -> None:
-    """The cloud-init stand-in: default user with the key pair, sudo, then user data."""
+def boot(name: str, public_key: str, user_data: str = "", console: Path | None = None) -> None:
+    """The cloud-init stand-in: default user with the key pair, sudo, the SSH host keys printed
+    on the console (written to `console`, which the emulator serves as GetConsoleOutput), then
+    user data."""
     wait_booted(name)
     script = f"""set -e
 id -u {DEFAULT_USER} >/dev/null 2>&1 || useradd -m -s /bin/bash {DEFAULT_USER}
@@ -104,6 +108,10 @@ printf '{DEFAULT_USER} ALL=(ALL) NOPASSWD:ALL\\n' > /etc/sudoers.d/90-cloud-init
 chmod 0440 /etc/sudoers.d/90-cloud-init-users
 """
     docker("exec", "-e", f"KEY={public_key.strip()}", name, "bash", "-c", script)
+    if console is not None:
+        # cloud-init's keys_to_console: the keys sshd generated at its first start.
+        keys = docker("exec", name, "sh", "-c", "cat /etc/ssh/ssh_host_*_key.pub").strip()
+        console.write_text(f"-----BEGIN SSH HOST KEY KEYS-----\n{keys}\n-----END SSH HOST KEY KEYS-----\n")
     if user_data.strip():
         # Like cloud-init's scripts-user: the script runs once, as root, logged to the journal.
         docker("exec", "-i", name, "bash", "-c",

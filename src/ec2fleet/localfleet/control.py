@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 
-from ec2fleet import emulator, progress
+from ec2fleet import emulator, known_hosts, progress
 from ec2fleet.aws import REPO
 from ec2fleet.localfleet import containers
 from ec2fleet.localfleet.state import FleetState
@@ -90,11 +90,12 @@ def up(size: int = 4, name: str = "local", timeout: float = 300, user_data: str 
         state = FleetState.create(
             name, endpoint=server.endpoint_url, emulator_pid=server.pid, emulator_port=server.port,
             region=server.region, bastion_port=emulator.free_port(), lb_port=emulator.free_port(),
-            network=f"ec2fleet-{name}", image=image,
+            network=f"ec2fleet-{name}", image=image, console_dir=str(server.console_dir),
         )
         _say(f"emulator on {server.endpoint_url} (pid {server.pid})")
     state.data["image"] = image
     state.ensure_key()
+    state.ensure_ssh_cas()
     _say("agent test doubles (signed packages in file:// buckets)")
     with progress.heartbeat("fleet: agent test doubles"):
         build_agent_doubles(state)
@@ -110,12 +111,23 @@ def up(size: int = 4, name: str = "local", timeout: float = 300, user_data: str 
     ids["target_groups"] = {**state.data.get("target_groups", {}), **ids["target_groups"]}
     state.data.update(ids, size=size)
     state.save()
+    trust_host_ca(state)
     for tg in spec.target_group_names()[1:]:
         _say(f"target group {tg}: balancer on 127.0.0.1:{ports[tg]} "
              f"(ALB listener port {ids['target_groups'][tg]['listener_port']})")
     start_fleetd(state)
     wait_ready(state, timeout)
     return state
+
+
+def trust_host_ca(state: FleetState) -> None:
+    """The fleet's known_hosts holds only the @cert-authority line of its host CA: its VPC's
+    addresses and the instance ids (the bastion is reached on 127.0.0.1 under its instance id,
+    HostKeyAlias in inventory/local.ec2_fleet.yml). Lines an older checkout learnt on first use
+    are dropped."""
+    state.known_hosts_path.unlink(missing_ok=True)
+    known_hosts.write(state.known_hosts_path, state.name, known_hosts.ca_lines(
+        state.name, [vpc_cidr(state.name)], ["i-*"], [(state.ssh_ca_dir / "host_ca.pub").read_text().strip()]))
 
 
 # The real CloudWatch and CodeDeploy agent packages cannot be downloaded here: the local fleet

@@ -149,7 +149,7 @@ class Reconciler:
                 publish_ssh=f"127.0.0.1:{data['bastion_port']}" if is_bastion else None,
                 extra_caps=("NET_ADMIN",) if is_bastion else (),
             )
-            containers.boot(name, self.state.public_key(), self.user_data(iid))
+            containers.boot(name, self.state.public_key(), self.user_data(iid), console=self.state.console_path(iid))
             log.info("instance %s (%s, %s) is backed by container %s", iid, tags.get("Role", "?"),
                      inst["PrivateIpAddress"], name)
             if not is_bastion and self.state.read_flag("converged"):

@@ -1,11 +1,13 @@
 """Where a local fleet keeps its state on disk, and the AWS clients that reach its emulator.
 
 `.cache/localfleet/<fleet>/` holds state.json (emulator endpoint and PID, ports, network, ids),
-the fleet's SSH key pair, the balancer's config and PID, fleetd's PID and log.
+the fleet's SSH key pair, its SSH CAs (ssh-ca/: host CA, user CA, operators' policy) and the
+known_hosts that trusts the host CA, the balancer's config and PID, fleetd's PID and log.
 """
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import subprocess
@@ -61,6 +63,8 @@ class FleetState:
             **DUMMY_CREDENTIALS,
             "EC2FLEET_LOCAL_BASTION_PORT": str(self.data["bastion_port"]),
             "EC2FLEET_LOCAL_SSH_KEY": str(self.key_path),
+            "EC2FLEET_LOCAL_SSH_CA": str(self.ssh_ca_dir),
+            "EC2FLEET_LOCAL_BASTION_ID": str(self.data.get("bastion_instance_id", "")),
             "EC2FLEET_LOCAL_DOUBLES": str(self.dir / "doubles"),
         }
 
@@ -86,6 +90,34 @@ class FleetState:
 
     def public_key(self) -> str:
         return self.key_path.with_suffix(".pub").read_text().strip()
+
+    # -- SSH CAs (on the controller, as in production) and the known_hosts trusting the host CA --
+    @property
+    def ssh_ca_dir(self) -> Path:
+        return self.dir / "ssh-ca"
+
+    @property
+    def known_hosts_path(self) -> Path:
+        return self.dir / "known_hosts"
+
+    def ensure_ssh_cas(self) -> None:
+        """The fleet's host CA and user CA (ed25519, no passphrase: a local test fleet), and the
+        operators' policy of `tools/fleet sign-key`: this machine's user may be `admin`."""
+        self.ssh_ca_dir.mkdir(mode=0o700, exist_ok=True)
+        for name in ("host_ca", "user_ca"):
+            if not (self.ssh_ca_dir / name).exists():
+                subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"ec2fleet-{self.name}-{name}",
+                                "-f", str(self.ssh_ca_dir / name)], check=True)
+        policy = self.ssh_ca_dir / "operators.yml"
+        if not policy.exists():
+            policy.write_text(f"# Who may get which principals from `tools/fleet sign-key` (ec2fleet/user_certs.py).\n"
+                              f"operators:\n  {getpass.getuser()}: {{principals: [admin], max_hours: 8}}\n")
+
+    def console_path(self, instance_id: str) -> Path | None:
+        """Where the emulator serves the instance's console output from (GetConsoleOutput), or
+        None for an emulator started before it could (a fleet from an older checkout)."""
+        directory = self.data.get("console_dir")
+        return Path(directory) / instance_id if directory else None
 
     # -- flags (e.g. "converged": site.yml has run once, so new instances get the callback) --
     def set_flag(self, name: str) -> None:
