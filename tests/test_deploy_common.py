@@ -14,7 +14,8 @@ from ansible_collections.ec2fleet.fleet.plugins.module_utils import aws as clien
 from ansible_collections.ec2fleet.fleet.plugins.module_utils import deploy as deploy_utils
 from deploy_support import REPO
 
-MODULES = ["deploy_lock", "asg_processes", "asg_standby", "service_state", "target_wait", "lb_metrics"]
+MODULES = ["deploy_lock", "deploy_checkpoint", "asg_processes", "asg_standby", "service_state", "target_wait",
+           "lb_metrics"]
 # Every module that calls AWS (meta/runtime.yml's action group) documents its connection
 # options through the one fragment.
 AWS_MODULES = yaml.safe_load((REPO / "meta" / "runtime.yml").read_text())["action_groups"]["aws"]

@@ -48,8 +48,8 @@ POLICY_PATH = REPO / "docs" / "iam" / "deploy-policy.json"
 # The playbooks the policy is for (deploy-recover.yml: as soon as it exists).
 PLAYBOOKS = ("deploy.yml", "rollback.yml", "deploy-recover.yml")
 # Scanned even if a restructured playbook stops naming one of them.
-DEPLOY_MODULES = ("deploy_lock", "asg_processes", "asg_standby", "service_state", "target_wait", "lb_metrics",
-                  "deploy_report", "deploy_settings")
+DEPLOY_MODULES = ("deploy_lock", "deploy_checkpoint", "asg_processes", "asg_standby", "service_state", "target_wait",
+                  "lb_metrics", "deploy_report", "deploy_settings")
 # The deploy reads its hosts through the inventory plugin, with the same credentials.
 ALSO_SCANNED = ("plugins/inventory/ec2_fleet.py",)
 UTILS_PACKAGE = "ansible_collections.ec2fleet.fleet.plugins.module_utils"
