@@ -13,10 +13,17 @@ Any fleet (`--inventory inventory/production.ec2_fleet.yml` for a real one; defa
     fab logs --group role_web [--unit sampleapp] [--lines 50]
     fab converge [--playbook playbooks/site.yml] [--limit ...]
     fab smoke                            testinfra smoke tests of every host
+
+SSH certificates (roles/common/README.md):
+    fab known-hosts [--ca-public-key F]...   trust the fleet's host CA: its @cert-authority line(s)
+                                             in known_hosts, for the fleet's VPC ranges
+    fab sign-key [--key ~/.ssh/id_ed25519.pub] [--principals P] [--hours 4]
+                                             the operator's key signed by the user CA for a few hours
 """
 
 from __future__ import annotations
 
+import getpass
 import os
 import shlex
 import sys
@@ -25,9 +32,11 @@ import urllib.request
 from pathlib import Path
 
 import yaml
+from ansible_collections.ec2fleet.fleet.plugins.module_utils.ssh_ca import CertError
 from fabric import task
 
-from ec2fleet import ops, progress
+from ec2fleet import known_hosts as known_hosts_file
+from ec2fleet import ops, progress, user_certs
 from ec2fleet.localfleet import control
 
 REPO = Path(__file__).resolve().parent
@@ -186,7 +195,9 @@ def _print_groups(inv: ops.Inventory) -> None:
 @task(help={"host": "inventory hostname", "inventory": "inventory file"})
 def ssh(c, host, inventory=LOCAL_INVENTORY):
     """Interactive shell on a host, through the bastion when it is in a private subnet."""
-    ops.interactive(_inventory(inventory).select(host)[0])
+    code = ops.interactive(_inventory(inventory).select(host)[0])
+    if code:
+        raise SystemExit(code)
 
 
 @task(help={"group": "group or host names, comma-separated", "cmd": "shell command", "sudo": "run with sudo",
@@ -232,3 +243,65 @@ def smoke(c, inventory=LOCAL_INVENTORY):
            f"--hosts=ansible://all --ansible-inventory={shlex.quote(inventory)}")
     with c.cd(str(REPO)):
         c.run(cmd, env=env, pty=False)
+
+
+def _is_local(inventory: str) -> bool:
+    return Path(inventory).name == Path(LOCAL_INVENTORY).name
+
+
+@task(iterable=["ca_public_key"],
+      help={"inventory": f"inventory file (default {LOCAL_INVENTORY})",
+            "ca_public_key": "host CA public key file; twice during a rotation (old and new). "
+                             "Default on the local fleet: its own CA",
+            "ranges": "address ranges, comma-separated CIDRs (default: the VPCs of the inventory's hosts)",
+            "names": "more host patterns, comma-separated (default i-*: hosts reached by instance id)",
+            "file": "known_hosts file (default ~/.ssh/known_hosts; on the local fleet, its own)"})
+def known_hosts(c, inventory=LOCAL_INVENTORY, ca_public_key=None, ranges="", names="i-*", file=""):
+    """Trust the fleet's host CA: write its @cert-authority line(s) in known_hosts (nothing per host)."""
+    local = _is_local(inventory)
+    if local and not (ca_public_key or ranges or file):
+        state = control.load()
+        control.trust_host_ca(state)
+        print(f"{state.known_hosts_path}: trusts the host CA {state.ssh_ca_dir / 'host_ca.pub'}")
+        return
+    if not ca_public_key:
+        raise SystemExit("known-hosts: give the host CA's public key with --ca-public-key (twice during a rotation)")
+    try:
+        cas = [Path(path).expanduser().read_text().strip() for path in ca_public_key]
+        cidrs = [r.strip() for r in ranges.split(",") if r.strip()] or ops.vpc_ranges(
+            list(_inventory(inventory).hosts.values()))
+        name = Path(inventory).name.split(".")[0]
+        lines = known_hosts_file.ca_lines(name, cidrs, names.split(","), cas)
+        target = Path(file or ("~/.ssh/known_hosts" if not local else control.load().known_hosts_path)).expanduser()
+        changed = known_hosts_file.write(target, name, lines)
+    except (OSError, CertError) as exc:
+        raise SystemExit(f"known-hosts: {exc}") from exc
+    print(f"{target}: {'updated' if changed else 'already up to date'}")
+    for line in lines:
+        print(f"  {line[:110]}...")
+
+
+@task(help={"key": "public key to certify (default ~/.ssh/id_ed25519.pub); the certificate goes beside it",
+            "principals": "comma-separated (default: every principal the policy allows you)",
+            "hours": f"validity in hours (default {user_certs.DEFAULT_HOURS}, at most the policy's max_hours)",
+            "identity": "your name in the policy (default: the local user)",
+            "policy": "operators' policy file (default on the local fleet: its own)",
+            "ca_key": "the user CA's private key file", "ca_ssm_parameter": "or its SSM SecureString parameter",
+            "region": "region of that parameter", "inventory": f"inventory file (default {LOCAL_INVENTORY})"})
+def sign_key(c, key="~/.ssh/id_ed25519.pub", principals="", hours=user_certs.DEFAULT_HOURS, identity="", policy="",
+             ca_key="", ca_ssm_parameter="", region="", inventory=LOCAL_INVENTORY):
+    """Sign your SSH key with the fleet's user CA for a few hours, with the principals you are allowed."""
+    if _is_local(inventory) and not (policy or ca_key or ca_ssm_parameter):
+        ca_dir = control.load().ssh_ca_dir
+        policy, ca_key = str(ca_dir / "operators.yml"), str(ca_dir / "user_ca")
+    if not policy:
+        raise SystemExit("sign-key: give the operators' policy with --policy")
+    try:
+        grants = user_certs.load_policy(Path(policy))
+        with user_certs.ca_key(ca_key, ca_ssm_parameter, region or None) as ca_path:
+            issued = user_certs.issue(grants, identity or getpass.getuser(), Path(key), ca_path,
+                                      [p.strip() for p in principals.split(",") if p.strip()], int(hours))
+    except CertError as exc:
+        raise SystemExit(f"sign-key: {exc}") from exc
+    print(f"{issued['path']}: principals {', '.join(issued['principals'])}, valid until {issued['valid_before']}, "
+          f"key id {issued['key_id']} (ssh uses it with its key)")

@@ -65,3 +65,19 @@ def test_status_summary_counts_the_asg_instances_by_state_health_and_release():
         "3 instance(s) | lifecycle: 2 InService, 1 Standby | targets: 2 healthy, 1 draining | "
         "releases: 2 1.0.0, 1 2.0.0")
     assert ops.status_summary([]) == "0 instance(s) | lifecycle: - | targets: - | releases: -"
+
+
+def test_the_fleets_address_ranges_are_its_vpcs_cidrs(fleet_file):
+    # What `tools/fleet known-hosts` trusts the host CA for when no --ranges is given.
+    inventory = ops.Inventory(str(fleet_file), cli_env())
+    assert ops.vpc_ranges(list(inventory.hosts.values())) == ["10.0.0.0/16"]
+    assert ops.vpc_ranges([ops.Host("static", {})]) == []
+
+
+def test_a_session_checks_host_keys_strictly_before_the_inventorys_options():
+    # ssh keeps the first value of an option: the strict check comes before anything the inventory adds.
+    host = ops.Host("web-1", {"ansible_host": "10.0.1.5", "ansible_user": "admin", "ansible_port": 22,
+                              "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o ProxyJump=admin@203.0.113.9"})
+    argv = ops.connection(host).argv("true")
+    assert argv.index("StrictHostKeyChecking=yes") < argv.index("StrictHostKeyChecking=no")
+    assert argv[-3:] == ["-p", "22", "admin@10.0.1.5"] and "ProxyJump=admin@203.0.113.9" in argv

@@ -7,7 +7,6 @@ from __future__ import annotations
 import threading
 
 import pytest
-from paramiko.ssh_exception import ProxyCommandFailure
 
 from ec2fleet import ops
 
@@ -31,7 +30,7 @@ class FakeConnection:
     def open(self):
         if self.refusals.get(self.host.name, 0) > 0:
             self.refusals[self.host.name] -= 1
-            raise ProxyCommandFailure("ssh -W ...", "kex_exchange_identification: Connection closed by remote host")
+            raise ops.ConnectError("kex_exchange_identification: Connection closed by remote host")
         with FakeConnection.lock:
             FakeConnection.live += 1
             FakeConnection.peak = max(FakeConnection.peak, FakeConnection.live)

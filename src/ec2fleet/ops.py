@@ -9,21 +9,17 @@ plugins/module_utils/aws.py (the collection's client layer).
 from __future__ import annotations
 
 import json
-import re
 import shlex
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from paramiko.ssh_exception import SSHException
-
 from ec2fleet.aws import REPO, client_layer
-
-PROXY_COMMAND = re.compile(r"ProxyCommand=(\"[^\"]*\"|'[^']*'|\S+)")
-PROXY_JUMP = re.compile(r"ProxyJump=(?:(?P<user>[^@\s'\"]+)@)?(?P<host>[^:\s'\"]+)(?::(?P<port>\d+))?")
 
 
 def plain(value):
@@ -108,21 +104,64 @@ class Inventory:
         return sorted(chosen, key=lambda h: h.name)
 
 
-def connection(host: Host):
-    """A Fabric Connection that reaches the host the way Ansible does (bastion included)."""
-    from fabric import Connection
+class ConnectError(OSError):
+    """ssh could not open the connection (refused, dropped, host key check failed...)."""
 
-    connect_kwargs = {"key_filename": host.key_file} if host.key_file else {}
-    common = str(host.vars.get("ansible_ssh_common_args") or "")
-    gateway = None
-    if match := PROXY_COMMAND.search(common):
-        gateway = match.group(1).strip("\"'")  # Fabric runs it as the ProxyCommand
-    elif match := PROXY_JUMP.search(common):
-        gateway = Connection(match.group("host"), user=match.group("user") or host.user,
-                             port=int(match.group("port") or 22), connect_kwargs=connect_kwargs,
-                             connect_timeout=15)
-    return Connection(host.address, user=host.user, port=host.port, connect_kwargs=connect_kwargs,
-                      gateway=gateway, connect_timeout=15)
+
+@dataclass
+class Result:
+    exited: int
+    stdout: str
+    stderr: str
+
+
+class SshSession:
+    """One host reached with the OpenSSH client, as Ansible reaches it: the inventory's ssh options
+    (ProxyJump or ProxyCommand through the bastion, known_hosts, HostKeyAlias) and host keys
+    checked strictly (ansible.cfg's StrictHostKeyChecking=yes), so a host certificate of the
+    fleet's host CA is verified; Paramiko cannot verify certificates. `open` makes a master
+    connection (ControlMaster) that `run` uses: a command runs only on an open connection, once."""
+
+    def __init__(self, host: Host):
+        self.host = host
+        self._dir: str | None = None
+
+    def argv(self, *extra: str) -> list[str]:
+        args = ["ssh", "-o", "StrictHostKeyChecking=yes", "-o", "ConnectTimeout=15", "-o", "ServerAliveInterval=30"]
+        if self._dir:
+            args += ["-o", f"ControlPath={self._dir}/master"]
+        args += shlex.split(str(self.host.vars.get("ansible_ssh_common_args") or ""))
+        if self.host.key_file:
+            args += ["-i", self.host.key_file]
+        target = f"{self.host.user}@{self.host.address}" if self.host.user else self.host.address
+        return [*args, *extra, "-p", str(self.host.port), target]
+
+    def open(self) -> None:
+        self._dir = tempfile.mkdtemp(prefix="ec2fleet-ops-")
+        proc = subprocess.run(self.argv("-o", "BatchMode=yes", "-o", "ControlMaster=yes", "-o", "ControlPersist=yes",
+                                        "-f", "-N"),
+                              capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120)
+        if proc.returncode != 0:
+            raise ConnectError(" ".join(proc.stderr.split()) or f"ssh exited with {proc.returncode}")
+
+    def run(self, command: str, hide=True, warn=True, timeout=300) -> Result:
+        proc = subprocess.run(self.argv("-o", "BatchMode=yes", "-o", "ControlMaster=no", "--", command),
+                              capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=timeout)
+        return Result(proc.returncode, proc.stdout, proc.stderr)
+
+    def sudo(self, command: str, **kwargs) -> Result:
+        return self.run(f"sudo -n sh -c {shlex.quote(command)}", **kwargs)
+
+    def close(self) -> None:
+        if self._dir:
+            subprocess.run(self.argv("-O", "exit"), capture_output=True, stdin=subprocess.DEVNULL, timeout=30)
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = None
+
+
+def connection(host: Host) -> SshSession:
+    """An SSH session that reaches the host the way Ansible does (bastion included)."""
+    return SshSession(host)
 
 
 # Every host is a new SSH connection through the bastion, whose sshd (CIS MaxStartups 10:30:60)
@@ -146,7 +185,7 @@ def _connect(conn) -> Exception | None:
         try:
             conn.open()
             return None
-        except (OSError, EOFError, SSHException) as exc:  # socket, proxy command or handshake failure
+        except (OSError, subprocess.TimeoutExpired) as exc:  # refused, dropped, host key check failed
             error = exc
             conn.close()
     return error
@@ -187,6 +226,24 @@ def target_health(hosts: list[Host]) -> dict[str, str]:
             for desc in descs:
                 health.setdefault(desc["Target"]["Id"], []).append(desc["TargetHealth"]["State"])
     return {iid: ",".join(states) for iid, states in health.items()}
+
+
+def vpc_ranges(hosts: list[Host]) -> list[str]:
+    """The address ranges (CIDRs) of the VPCs the hosts are in: where the fleet's hosts live."""
+    by_region: dict[str, set[str]] = {}
+    for host in hosts:
+        if host.vars.get("ec2_vpc_id"):
+            by_region.setdefault(host.vars.get("ec2_region", "us-east-1"), set()).add(str(host.vars["ec2_vpc_id"]))
+    ranges: list[str] = []
+    for region, vpc_ids in sorted(by_region.items()):
+        _, clients = client_layer.fleet_clients(region=region)
+        for vpc in clients("ec2").describe_vpcs(VpcIds=sorted(vpc_ids))["Vpcs"]:
+            blocks = [a["CidrBlock"] for a in vpc.get("CidrBlockAssociationSet", [])
+                      if a.get("CidrBlockState", {}).get("State", "associated") == "associated"]
+            for block in [vpc["CidrBlock"], *blocks]:
+                if block not in ranges:
+                    ranges.append(block)
+    return ranges
 
 
 def status_order(host: Host) -> tuple[str, str]:
@@ -265,7 +322,7 @@ def table(rows: list[dict]) -> str:
     return "\n".join([line, *body])
 
 
-def interactive(host: Host) -> None:
-    """An interactive shell on the host (through the bastion when the inventory wired one)."""
-    with connection(host) as conn:
-        conn.shell()
+def interactive(host: Host) -> int:
+    """An interactive shell on the host (through the bastion when the inventory wired one),
+    its host key checked strictly; ssh's exit code."""
+    return subprocess.call(connection(host).argv("-t"))

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 from ansible_collections.ec2fleet.fleet.plugins.module_utils import ssh_ca
-from conftest import BASTION, PRIVATE, ca_known_hosts, effective, ssh, write_ssh_config
+from conftest import BASTION, PORT, PRIVATE, ca_known_hosts, effective, ssh, write_ssh_config
 
-from ec2fleet import user_certs
+from ec2fleet import ops, user_certs
 
 testinfra_hosts = [BASTION]
 
@@ -111,6 +111,20 @@ def test_a_forged_host_key_at_a_known_address_is_refused(forged_sshd, ssh_config
     assert "Host key verification failed" in result.stderr, result.stderr
     # The real host at the same address is still accepted.
     assert ssh(ssh_config, "-J", "jumper@bastion", f"jumper@{private_ip}", "true").returncode == 0
+
+
+def test_the_ops_cli_checks_host_certificates_strictly(keys, known_hosts, network_cidr, tmp_path):
+    # `tools/fleet run|logs|status` reach hosts through ops.SshSession (OpenSSH, not Paramiko).
+    def bastion(known):
+        return ops.Host(BASTION, {"ansible_host": "127.0.0.1", "ansible_port": PORT, "ansible_user": "opsadmin",
+                                  "ansible_ssh_private_key_file": str(keys / "admin"),
+                                  "ansible_ssh_common_args": f"-o HostKeyAlias={BASTION} -o UserKnownHostsFile={known} "
+                                                             "-o GlobalKnownHostsFile=/dev/null -o IdentitiesOnly=yes"})
+    code, out = ops.run_parallel([bastion(known_hosts)], "id -un")[BASTION]
+    assert code == 0 and out.splitlines()[-1] == "opsadmin", out
+    old_only = ca_known_hosts(tmp_path / "known_hosts", keys, network_cidr, "host_ca_old")
+    code, out = ops.run_parallel([bastion(old_only)], "id -un")[BASTION]
+    assert code == 255 and "Host key verification failed" in out, out
 
 
 # --- user certificates -----------------------------------------------------------------------------
