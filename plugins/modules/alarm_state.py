@@ -39,9 +39,9 @@ options:
       - How an alarm in C(INSUFFICIENT_DATA) counts. CloudWatch puts an alarm there when it has
         just been created, or when its metric has no data and it treats missing data as missing
         (a target group that served no request, a log group nothing wrote to).
-      - V(ok) (default) it does not stop anything: an alarm that cannot judge is not taken as a
-        failure (new alarms, idle tiers). It is still listed in RV(insufficient).
-      - V(alarm) it counts as firing: a gate that must see every alarm judge the release.
+      - With V(ok) (default) it does not stop anything - an alarm that cannot judge is not taken as
+        a failure (new alarms, idle tiers). It is still listed in RV(insufficient).
+      - With V(alarm) it counts as firing, for a gate that must see every alarm judge the release.
     type: str
     choices: [ok, alarm]
     default: ok
