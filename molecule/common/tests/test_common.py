@@ -11,10 +11,14 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 import yaml
+from ansible_collections.ec2fleet.fleet.plugins.module_utils import ssh_ca
+
+from ec2fleet import known_hosts as known_hosts_file
 
 PROJECT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[3]))
 KEYS = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "keys"
@@ -202,11 +206,24 @@ def address(host):
     return next(a for a in host.interface("eth0").addresses if ":" not in a)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def known_hosts(address, tmp_path_factory):
+    """The controller trusts the host CA alone (the fleet's @cert-authority line), nothing per host."""
+    global KNOWN_HOSTS
+    KNOWN_HOSTS = tmp_path_factory.mktemp("kh") / "known_hosts"
+    known_hosts_file.write(KNOWN_HOSTS, "molecule", known_hosts_file.ca_lines(
+        "molecule", [f"{address}/32"], [], [pubkey("host_ca")]))
+    return KNOWN_HOSTS
+
+
+KNOWN_HOSTS: Path | None = None
+
+
 def ssh(address: str, user: str, key: str | None, command: str, *options: str) -> subprocess.CompletedProcess:
     args = [
         "ssh", "-F", "/dev/null", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10",
-        "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-        "-o", "IdentitiesOnly=yes", "-o", "LogLevel=ERROR", *options,
+        "-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={KNOWN_HOSTS}",
+        "-o", "GlobalKnownHostsFile=/dev/null", "-o", "IdentitiesOnly=yes", "-o", "LogLevel=ERROR", *options,
     ]
     if key:
         args += ["-i", str(KEYS / key)]
@@ -238,3 +255,48 @@ def test_only_publickey_offered(address):
     result = ssh(address, "alice", None, "true", "-o", "PreferredAuthentications=password,keyboard-interactive")
     assert result.returncode == 255
     assert "Permission denied (publickey)." in result.stderr
+
+
+# --- SSH certificates (vars/certificates.yml) -------------------------------------------------
+
+
+def test_host_certificate_from_the_host_ca(host, address):
+    cert = ssh_ca.parse_certificate(host.file("/etc/ssh/ssh_host_ed25519_key-cert.pub").content_string)
+    assert cert["type"] == "host" and ssh_ca.same_key(cert["signing_ca"], pubkey("host_ca"))
+    assert address in cert["principals"]
+    assert "hostcertificate /etc/ssh/ssh_host_ed25519_key-cert.pub" in host.check_output("sshd -T").splitlines()
+
+
+def test_a_host_key_the_ca_did_not_sign_is_refused(address, tmp_path):
+    # Same address, same known_hosts, but a CA line of another CA: the host is not trusted.
+    other = tmp_path / "known_hosts"
+    known_hosts_file.write(other, "other", known_hosts_file.ca_lines("other", [f"{address}/32"], [], [pubkey("user_ca")]))
+    result = ssh(address, "carol", "carol", "true", "-o", f"UserKnownHostsFile={other}")
+    assert result.returncode == 255 and "Host key verification failed" in result.stderr
+
+
+def user_certificate(tmp_path, principals: list[str]) -> Path:
+    path = tmp_path / "alice-cert-cert.pub"
+    now = time.time()
+    path.write_text(ssh_ca.sign(str(KEYS / "user_ca"), pubkey("alice-cert"), cert_type="user", principals=principals,
+                                key_id="molecule-alice", serial=1, valid_for=600, now=now) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("principal", ["alice", "oncall"])
+def test_a_user_certificate_with_one_of_the_admins_principals_logs_in(address, tmp_path, principal):
+    cert = user_certificate(tmp_path, [principal])
+    result = ssh(address, "alice", "alice-cert", "id -un", "-o", f"CertificateFile={cert}")
+    assert result.returncode == 0 and result.stdout.strip() == "alice", result.stderr
+
+
+def test_a_user_certificate_without_the_accounts_principal_is_refused(address, tmp_path):
+    cert = user_certificate(tmp_path, ["alice", "oncall"])
+    result = ssh(address, "carol", "alice-cert", "true", "-o", f"CertificateFile={cert}")
+    assert result.returncode == 255 and "Permission denied" in result.stderr
+
+
+def test_principals_files_follow_the_admin_list(host):
+    assert host.file("/etc/ssh/auth_principals/alice").content_string == "alice\noncall\n"
+    assert host.file("/etc/ssh/auth_principals/carol").content_string == "carol\n"
+    assert not host.file("/etc/ssh/auth_principals/bob").exists  # dropped by the side effect
