@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import boto3
@@ -47,6 +48,41 @@ def run_module(module, args, check=False, env=None, timeout=180):
         return output["plays"][0]["tasks"][0]["hosts"]["localhost"]
     except (ValueError, KeyError, IndexError) as exc:
         raise AssertionError(f"ansible produced no result (rc {proc.returncode}):\n{proc.stdout}\n{proc.stderr}") from exc
+
+
+class BackgroundModule:
+    """``ansible localhost -m <module> -a <args>`` running in the background: a module that waits
+    (a heartbeat, a checkpoint) while the test acts beside it."""
+
+    def __init__(self, module, args, env=None):
+        self.proc = subprocess.Popen(["ansible", "localhost", "-m", module, "-a", json.dumps(args)], cwd=REPO,
+                                     env=_env(env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def result(self, timeout):
+        try:
+            stdout, stderr = self.proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.stop()
+            raise
+        try:
+            return json.loads(stdout)["plays"][0]["tasks"][0]["hosts"]["localhost"]
+        except (ValueError, KeyError, IndexError) as exc:
+            raise AssertionError(f"no result (rc {self.proc.returncode}):\n{stdout}\n{stderr}") from exc
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.communicate()
+
+
+def wait_for(predicate, timeout, step=0.2):
+    """Whether ``predicate()`` became true within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(step)
+    return False
 
 
 def run_tasks(tasks, check=False, env=None, timeout=300, with_pid=False):

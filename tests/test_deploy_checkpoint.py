@@ -20,7 +20,7 @@ from ansible_collections.ec2fleet.fleet.plugins.module_utils import aws as utils
 from ansible_collections.ec2fleet.fleet.plugins.module_utils import lock_store
 from ansible_collections.ec2fleet.fleet.plugins.module_utils.lock_store import LockStore
 from ansible_collections.ec2fleet.fleet.plugins.modules import deploy_checkpoint as checkpoint
-from deploy_support import JSON_ENV, REPO, client, run_module
+from deploy_support import JSON_ENV, REPO, BackgroundModule, client, run_module, wait_for
 
 pytestmark = pytest.mark.emulator
 
@@ -41,15 +41,6 @@ def record():
     return None if stored is None else store.resolve(stored)[0]
 
 
-def wait_for(predicate, timeout, step=0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return False
-
-
 def paused():
     lock = record()
     return bool(lock) and (lock["data"].get("checkpoint") or {}).get("state") == "paused"
@@ -67,27 +58,14 @@ def deploy():
     proc.wait()
 
 
-class Waiting:
+class Waiting(BackgroundModule):
     """The deploy's side, ``ansible localhost -m ec2fleet.fleet.deploy_checkpoint`` in the background."""
 
     def __init__(self, **args):
-        self.started = time.monotonic()
-        self.proc = subprocess.Popen(
-            ["ansible", "localhost", "-m", "ec2fleet.fleet.deploy_checkpoint", "-a", json.dumps({**LOCK_ARGS, **args})],
-            cwd=REPO, env={**os.environ, **JSON_ENV}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True)
+        super().__init__("ec2fleet.fleet.deploy_checkpoint", {**LOCK_ARGS, **args})
 
     def result(self, timeout=120):
-        try:
-            stdout, stderr = self.proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.communicate()
-            raise
-        try:
-            return json.loads(stdout)["plays"][0]["tasks"][0]["hosts"]["localhost"]
-        except (ValueError, KeyError, IndexError) as exc:
-            raise AssertionError(f"no result (rc {self.proc.returncode}):\n{stdout}\n{stderr}") from exc
+        return super().result(timeout)
 
 
 def resume_playbook(*extra):

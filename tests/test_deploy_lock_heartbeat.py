@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import subprocess
 import threading
 import time
@@ -19,7 +18,7 @@ import pytest
 from ansible_collections.ec2fleet.fleet.plugins.module_utils import aws as utils
 from ansible_collections.ec2fleet.fleet.plugins.module_utils import lock_store
 from ansible_collections.ec2fleet.fleet.plugins.modules import deploy_lock as lockmod
-from deploy_support import JSON_ENV, REPO, client, run_module, run_tasks
+from deploy_support import BackgroundModule, client, run_module, run_tasks, wait_for
 
 pytestmark = pytest.mark.emulator
 
@@ -51,15 +50,6 @@ def ids(count, start=0):
     return [f"i-{n:017x}" for n in range(start, start + count)]
 
 
-def wait_for(predicate, timeout, step=0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return False
-
-
 @pytest.fixture
 def sleeper():
     """A process standing in for the deploy's ansible-playbook: the lock records its pid."""
@@ -77,25 +67,11 @@ def take(pid, ttl, **extra):
     return result
 
 
-class Background:
+class Background(BackgroundModule):
     """``ansible localhost -m deploy_lock -a {state: heartbeat...}`` running in the background."""
 
     def __init__(self, args):
-        self.proc = subprocess.Popen(
-            ["ansible", "localhost", "-m", "ec2fleet.fleet.deploy_lock", "-a", json.dumps(args)],
-            cwd=REPO, env={**os.environ, **JSON_ENV}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-    def result(self, timeout):
-        stdout, stderr = self.proc.communicate(timeout=timeout)
-        try:
-            return json.loads(stdout)["plays"][0]["tasks"][0]["hosts"]["localhost"]
-        except (ValueError, KeyError, IndexError) as exc:
-            raise AssertionError(f"no result (rc {self.proc.returncode}):\n{stdout}\n{stderr}") from exc
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.communicate()
+        super().__init__("ec2fleet.fleet.deploy_lock", args)
 
 
 @pytest.fixture
