@@ -389,7 +389,7 @@ def test_canary_that_stops_answering_fails_the_deploy_and_cleanup_still_runs(fle
     # Shorter SSH keepalives and retries than ansible.cfg's, so a frozen host is given up on in
     # seconds instead of minutes (what is tested is what happens then, not how long SSH waits).
     quick = {"ANSIBLE_SSH_ARGS": "-o ControlMaster=auto -o ControlPersist=300s -o ServerAliveInterval=3 "
-                                 "-o ServerAliveCountMax=2 -o StrictHostKeyChecking=accept-new",
+                                 "-o ServerAliveCountMax=2 -o StrictHostKeyChecking=yes",
              "ANSIBLE_SSH_RETRIES": "1", "ANSIBLE_TIMEOUT": "10"}
     proc = subprocess.Popen([str(VENV_BIN / "ansible-playbook"), "-i", INVENTORY, "playbooks/deploy.yml",
                              "-e", "app_version=5.0.0", "-e", "deploy_batch_size=1"], cwd=REPO,
