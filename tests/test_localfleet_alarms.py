@@ -296,3 +296,38 @@ def test_what_the_stand_in_cannot_evaluate_is_left_alone(aws, caplog):
     warnings = [r.getMessage() for r in caplog.records if "not evaluated by the stand-in" in r.getMessage()]
     assert warnings == ["alarm web-requests-band is not evaluated by the stand-in: anomaly detection bands",
                         "alarm web-sum is not evaluated by the stand-in: metric math function SUM() is not stood in for"]
+
+
+class FlakyCloudWatch:
+    """Two alarms; reading the first one's data fails (as a call to the emulator can)."""
+
+    def __init__(self):
+        self.set = []
+        base = {"Namespace": "N", "Dimensions": [], "Statistic": "Sum", "Period": 10, "EvaluationPeriods": 1,
+                "Threshold": 0.0, "ComparisonOperator": "GreaterThanThreshold", "TreatMissingData": "breaching",
+                "StateValue": "OK"}
+        self.metric = [{**base, "AlarmName": "broken", "MetricName": "broken"},
+                       {**base, "AlarmName": "fine", "MetricName": "fine"}]
+
+    def get_paginator(self, _operation):
+        metric = self.metric
+
+        class Pages:
+            def paginate(self, **_kwargs):
+                return [{"MetricAlarms": metric, "CompositeAlarms": []}]
+        return Pages()
+
+    def get_metric_data(self, MetricDataQueries, **_kwargs):
+        if MetricDataQueries[0]["MetricStat"]["Metric"]["MetricName"] == "broken":
+            raise ConnectionError("emulator went away")
+        return {"MetricDataResults": [{"Id": "value", "Timestamps": [], "Values": []}]}
+
+    def set_alarm_state(self, **kwargs):
+        self.set.append((kwargs["AlarmName"], kwargs["StateValue"]))
+
+
+def test_one_alarm_that_cannot_be_read_does_not_stop_the_others(caplog):
+    cloudwatch = FlakyCloudWatch()
+    changes = Evaluator(cloudwatch, clock=lambda: 1_000.0).evaluate()
+    assert cloudwatch.set == [("fine", "ALARM")] and len(changes) == 1
+    assert "alarm broken: not evaluated this time: emulator went away" in caplog.text

@@ -406,6 +406,9 @@ class Evaluator:
             except Unsupported as exc:
                 self._skip(name, str(exc))
                 continue
+            except Exception as exc:  # one alarm's failed read must not stop the others' evaluation
+                log.warning("alarm %s: not evaluated this time: %s", name, exc)
+                continue
             if verdict.state and verdict.state != alarm["StateValue"]:
                 changes.append(self._set(name, alarm["StateValue"], verdict))
                 states[name] = (verdict.state, datetime.now(UTC), states[name][2])  # when the emulator changed it
