@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inventory_fleet as fleet
 import pytest
-from inventory_support import all_hosts, inventory_list, run_cli, write_config
+from inventory_support import REPO, all_hosts, inventory_list, run_cli, write_config
 
 pytestmark = pytest.mark.emulator
 
@@ -51,3 +51,37 @@ def test_same_host_set_and_keyed_groups_as_aws_ec2(aws, tmp_path):
         assert proc.returncode == 0, proc.stderr
         listed.append(sorted(line.strip() for line in proc.stdout.splitlines()[1:]))
     assert listed[0] == listed[1] == sorted(expected)
+
+
+def test_accounts_file_matches_aws_ec2_one_file_per_account(aws, tmp_path):
+    """What the benchmark compares at 10,000 instances, at a small size: ec2_fleet's one file with
+    accounts and aws_ec2's one file per account, given to one command, see the same fleet."""
+    import importlib.util
+    import json
+
+    spec = importlib.util.spec_from_file_location("bench_inventory", REPO / "bench" / "inventory_vs_aws_ec2.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    accounts = bench.ACCOUNTS[:2]
+    names = set()
+    for n, account in enumerate(accounts, 1):
+        with fleet.in_account(account):
+            built = fleet.build_fleet(REGIONS, per_region=5, asgs_per_region=2, prefix=f"a{n}")
+        names |= {name for f in built for name in f.names.values()}
+    variants = bench.inventory_configs(REGIONS, tmp_path / "cache", accounts)
+    listings = {}
+    for label in ("aws_ec2", "ec2_fleet"):
+        sources = []
+        for i, (config, suffix) in enumerate(variants[label]["uncached"]):
+            path = tmp_path / f"{label}_{i}.{suffix}"
+            path.write_text(json.dumps(config))
+            sources += ["-i", str(path)]
+        proc = run_cli("ansible-inventory", *sources, "--list")
+        assert proc.returncode == 0, proc.stderr
+        listings[label] = json.loads(proc.stdout)
+    assert len(variants["aws_ec2"]["uncached"]) == 2 and len(variants["ec2_fleet"]["uncached"]) == 1
+    assert len(names) == 20
+    assert all_hosts(listings["aws_ec2"]) == all_hosts(listings["ec2_fleet"]) == names
+    for group in ("tag_role_web", "tag_role_worker", "tag_env_prod"):
+        assert sorted(listings["aws_ec2"][group]["hosts"]) == sorted(listings["ec2_fleet"][group]["hosts"]), group
+    assert sorted(listings["ec2_fleet"]["account_a2"]["hosts"]) == sorted(n for n in names if n.startswith(("bastion-a2", "web-a2")))
