@@ -127,7 +127,7 @@ def parse_certificate(line: str) -> dict:
         raise CertError("certificate type and blob disagree")
     reader.string()  # nonce
     start = reader.pos
-    for _ in range(_KEY_FIELDS[subject_type]):
+    for _field in range(_KEY_FIELDS[subject_type]):
         reader.string()
     subject = _wire_string(subject_type.encode()) + blob[start:reader.pos]
     serial = reader.uint64()
@@ -239,7 +239,7 @@ def write_private(directory: str, name: str, content: str) -> str:
 def ca_public_key(ca_private_key_path: str) -> str:
     """The CA's public key line, from its private key file."""
     line = _keygen(["-y", "-f", ca_private_key_path], f"read the CA key {ca_private_key_path}").strip()
-    kind, _ = key_blob(line)
+    kind = key_blob(line)[0]
     return f"{kind} {line.split()[1]}"
 
 
@@ -252,7 +252,7 @@ def sign(ca_private_key_path: str, public_key: str, *, cert_type: str, principal
     """A certificate line for ``public_key``, valid from a little before ``now`` for ``valid_for`` s.
 
     ``options`` go to ``ssh-keygen -O`` (user certificates: e.g. ``clear``, ``permit-pty``)."""
-    kind, _ = key_blob(public_key)
+    kind = key_blob(public_key)[0]
     if kind.endswith(CERT_SUFFIX):
         raise CertError("give the plain public key to sign, not a certificate")
     if not principals:

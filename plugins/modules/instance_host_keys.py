@@ -75,7 +75,8 @@ import time
 from ansible_collections.ec2fleet.fleet.plugins.module_utils.aws import AwsCalls, FleetAWSError
 from ansible_collections.ec2fleet.fleet.plugins.module_utils.deploy import argument_spec, run_module
 
-BEGIN, END = "-----BEGIN SSH HOST KEY KEYS-----", "-----END SSH HOST KEY KEYS-----"
+BEGIN = "-----BEGIN SSH HOST KEY KEYS-----"
+END = "-----END SSH HOST KEY KEYS-----"
 KEY = re.compile(r"\b((?:ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(?:256|384|521)) [A-Za-z0-9+/]+=*)")
 
 

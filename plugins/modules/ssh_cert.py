@@ -13,7 +13,7 @@ description:
     CA only when that certificate is missing, certifies another key, was signed by another CA
     (rotation), has other principals, is not yet valid, or expires within O(renew_before).
     Otherwise nothing changes and the installed certificate is returned as it is.
-  - Runs where the CA's private key is (C(delegate_to: localhost)); the key never reaches the host
+  - Runs where the CA's private key is (C(delegate_to) C(localhost)); the key never reaches the host
     whose key is signed. The CA's private key is a file on the controller (O(ca_private_key)) or an
     SSM Parameter Store C(SecureString) (O(ca_private_key_ssm_parameter)), read with decryption on
     the controller into a private temporary file that is removed after signing.
@@ -194,8 +194,9 @@ ARGUMENT_SPEC = argument_spec(
     valid_for={"type": "str", "default": "30d"},
     renew_before={"type": "str", "default": "7d"},
     options={"type": "list", "elements": "str", "default": []},
-    ca_private_key={"type": "path"},
-    ca_private_key_ssm_parameter={"type": "str"},
+    # A path and a parameter name, not the key: nothing to hide from the logs.
+    ca_private_key={"type": "path", "no_log": False},
+    ca_private_key_ssm_parameter={"type": "str", "no_log": False},
 )
 
 
