@@ -87,7 +87,10 @@ def up(c, size=4, converge=True, groups=""):
         raise SystemExit(f"--groups: {exc}") from exc
     if converge:
         _build_release(c, _local_default_release())
-    state = control.up(size=int(size), groups=specs)
+    try:
+        state = control.up(size=int(size), groups=specs)
+    except RuntimeError as exc:  # one line for what stopped it (docker, an old fleet...)
+        raise SystemExit(f"up: {exc}") from exc
     if converge:
         # fleetd converges instances it launched into an already converged fleet; site.yml must
         # not run on a host at the same time (two apt runs on one host fail on the dpkg lock).

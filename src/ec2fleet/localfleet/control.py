@@ -93,6 +93,10 @@ def up(size: int = 4, name: str = "local", timeout: float = 300, user_data: str 
             network=f"ec2fleet-{name}", image=image, console_dir=str(server.console_dir),
         )
         _say(f"emulator on {server.endpoint_url} (pid {server.pid})")
+    if "console_dir" not in state.data:
+        # Its emulator cannot serve console output: new instances could not be met without trust
+        # on first use (playbooks/reach.yml), and its known_hosts holds keys learnt that way.
+        raise RuntimeError(f"the {name} fleet was made before SSH certificates: `tools/fleet down`, then `up` again")
     state.data["image"] = image
     state.ensure_key()
     state.ensure_ssh_cas()
