@@ -179,9 +179,11 @@ def test_ssm_proxycommand_carries_the_account_profile_or_role(aws, tmp_path, rec
                             aws_session_token=env["AWS_SESSION_TOKEN"]).get_caller_identity()
     assert identity["Account"] == SEARCH and "/ops-ssh" in identity["Arn"]
 
-    # The ops tools (tools/fleet ssh|run|logs) find the same ProxyCommand, whole.
-    assert ops.PROXY_COMMAND.search(common).group(1).strip("\"'") == shlex.split(common)[1].split("=", 1)[1]
-    assert ops.Host("search-1", search_hv).ssh_command().startswith("ssh -o 'ProxyCommand=")
+    # The ops tools (tools/fleet ssh|run|logs) give OpenSSH the same ProxyCommand, whole, for the instance id.
+    argv = ops.SshSession(ops.Host("search-1", search_hv)).argv()
+    proxy = shlex.split(common)[1]  # ProxyCommand=<the whole command>
+    assert proxy.startswith("ProxyCommand=") and argv[argv.index(proxy) - 1] == "-o"
+    assert argv[-1] == search_hv["ec2_instance_id"]
 
 
 def test_helper_failure_is_one_line_and_runs_outside_the_collection(aws, tmp_path):
