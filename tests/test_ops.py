@@ -5,6 +5,8 @@ by AWS or by the plugin's cache."""
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
 from inventory_fleet import add_asg, add_bastion, make_network, name_instances
 from inventory_support import cli_env, write_config
@@ -78,6 +80,13 @@ def test_a_session_checks_host_keys_strictly_before_the_inventorys_options():
     # ssh keeps the first value of an option: the strict check comes before anything the inventory adds.
     host = ops.Host("web-1", {"ansible_host": "10.0.1.5", "ansible_user": "admin", "ansible_port": 22,
                               "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o ProxyJump=admin@203.0.113.9"})
-    argv = ops.connection(host).argv("true")
+    argv = ops.connection(host).argv("-o", "BatchMode=yes")
     assert argv.index("StrictHostKeyChecking=yes") < argv.index("StrictHostKeyChecking=no")
     assert argv[-3:] == ["-p", "22", "admin@10.0.1.5"] and "ProxyJump=admin@203.0.113.9" in argv
+
+
+def test_a_command_runs_after_the_destination(monkeypatch):
+    seen = []
+    monkeypatch.setattr(ops.subprocess, "run", lambda argv, **kw: seen.append(argv) or subprocess.CompletedProcess(argv, 0, "", ""))
+    ops.connection(ops.Host("web-1", {"ansible_host": "10.0.1.5", "ansible_user": "admin"})).run("uptime")
+    assert seen[0][-2:] == ["admin@10.0.1.5", "uptime"]

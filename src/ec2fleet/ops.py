@@ -145,7 +145,8 @@ class SshSession:
             raise ConnectError(" ".join(proc.stderr.split()) or f"ssh exited with {proc.returncode}")
 
     def run(self, command: str, hide=True, warn=True, timeout=300) -> Result:
-        proc = subprocess.run(self.argv("-o", "BatchMode=yes", "-o", "ControlMaster=no", "--", command),
+        # ssh [options] destination command: the command comes after the destination.
+        proc = subprocess.run([*self.argv("-o", "BatchMode=yes", "-o", "ControlMaster=no"), command],
                               capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=timeout)
         return Result(proc.returncode, proc.stdout, proc.stderr)
 

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from conftest import BASTION, PORT, PRIVATE, effective, ssh
 
 POLICY = "Hardened Debian 12 (version 3)"
@@ -115,6 +116,39 @@ def test_login_defs_and_umask(host):
     assert host.check_output("bash -lc umask") == "0027"
 
 
+def test_the_runtime_sets_the_namespaced_keys_to_the_roles_values(host):
+    # molecule.yml stands in for systemd-sysctl at boot (/proc/sys is read-only in a container):
+    # it may only ever set what the role itself persists.
+    scenario = Path(__file__).resolve().parents[1]
+    platform = next(p for p in yaml.safe_load((scenario / "molecule.yml").read_text())["platforms"]
+                    if p["name"] == BASTION)
+    wanted = yaml.safe_load((scenario.parents[1] / "roles/bastion/defaults/main.yml").read_text())["bastion_sysctl_settings"]
+    for key, value in platform["sysctls"].items():
+        assert str(wanted[key]) == value, key
+        assert host.check_output(f"cat /proc/sys/{key.replace('.', '/')}") == value, key
+
+
+def test_usbguard_blocks_every_device(host):
+    conf = host.file("/etc/usbguard/usbguard-daemon.conf").content_string
+    for line in ("ImplicitPolicyTarget=block", "PresentDevicePolicy=apply-policy",
+                 "PresentControllerPolicy=apply-policy", "InsertedDevicePolicy=apply-policy"):
+        assert f"\n{line}\n" in conf
+    assert host.file("/etc/usbguard/rules.conf").content_string.strip() == ""
+    assert not host.service("usbguard").is_enabled  # a container: the devices are the host's
+
+
+def test_compilers_are_for_root_only(host):
+    assembler = host.check_output("readlink -f /usr/bin/as")
+    assert host.file(assembler).mode == 0o750 and host.file(assembler).user == "root"
+    assert assembler in host.check_output("dpkg-statoverride --list")
+
+
+def test_core_dumps_off_in_login_shells_and_fail2ban_in_jail_local(host):
+    assert "\nulimit -c 0\n" in host.file("/etc/profile").content_string
+    assert "[sshd]" in host.file("/etc/fail2ban/jail.local").content_string
+    assert not host.file("/etc/fail2ban/jail.d/bastion-sshd.local").exists
+
+
 def test_sysctl_persisted(host):
     conf = host.file("/etc/sysctl.d/90-bastion.conf").content_string
     assert "net.ipv4.conf.all.accept_redirects = 0" in conf
@@ -193,6 +227,13 @@ def test_admin_session_commands_reach_the_journal(host, ssh_config, keys):
     assert marker in result.stdout, result.stdout + result.stderr
     logged = host.check_output("journalctl -t bastion-session --no-pager -o cat")
     assert re.search(rf"user=opsadmin .*cmd=echo {marker}", logged), logged[-2000:]
+
+    # ... and on the log host (bastion_syslog_remote: the private container's rsyslog, TCP 514).
+    private = host.get_host(f"docker://{PRIVATE}")
+    deadline = time.time() + 30
+    while marker not in private.run("cat /var/log/remote.log").stdout and time.time() < deadline:
+        time.sleep(1)
+    assert re.search(rf"user=opsadmin .*cmd=echo {marker}", private.file("/var/log/remote.log").content_string)
 
 
 # --- external audits -------------------------------------------------------------------------------

@@ -24,12 +24,6 @@ testinfra_hosts = [BASTION]
 
 
 @pytest.fixture(scope="module")
-def cert_config(keys, known_hosts, tmp_path_factory) -> Path:
-    """Offers by default only a key no account authorizes: what gets in is the certificate."""
-    return write_ssh_config(tmp_path_factory.mktemp("ssh") / "config", keys, known_hosts, identity="rogue")
-
-
-@pytest.fixture(scope="module")
 def grants(tmp_path_factory):
     policy = tmp_path_factory.mktemp("policy") / "operators.yml"
     policy.write_text("operators:\n  ops: {principals: [opsadmin]}\n  jump: {principals: [jumper]}\n")
@@ -46,8 +40,11 @@ def signed(keys: Path, key: str, path: Path, principals: list[str], ca: str = "u
     return path
 
 
-def login(config, keys, key, cert, user="opsadmin", command="id -un"):
-    return ssh(config, "-i", str(keys / key), "-o", f"CertificateFile={cert}", f"{user}@bastion", command)
+def login(keys, known_hosts, tmp_path, key, cert, user="opsadmin", command="id -un"):
+    """Log in offering only keys/<key> (in no authorized_keys file) and its certificate `cert`:
+    what gets in is the certificate."""
+    config = write_ssh_config(tmp_path / f"config-{key}", keys, known_hosts, identity=key)
+    return ssh(config, "-o", f"CertificateFile={cert}", f"{user}@bastion", command)
 
 
 # --- host certificates -----------------------------------------------------------------------------
@@ -134,9 +131,9 @@ def key_id_logged(host, key_id: str) -> bool:
     return f"ID {key_id} " in host.check_output("journalctl -u ssh --no-pager -o cat -n 2000")
 
 
-def test_an_operator_certificate_from_the_tool_opens_the_bastion(host, cert_config, keys, grants):
+def test_an_operator_certificate_from_the_tool_opens_the_bastion(host, keys, known_hosts, grants, tmp_path):
     issued = user_certs.issue(grants, "ops", keys / "opscert.pub", str(keys / "user_ca_new"), hours=1)
-    result = login(cert_config, keys, "opscert", issued["path"])
+    result = login(keys, known_hosts, tmp_path, "opscert", issued["path"])
     assert result.returncode == 0 and result.stdout.strip() == "opsadmin", result.stderr
     assert key_id_logged(host, issued["key_id"])
 
@@ -150,23 +147,23 @@ def test_a_jump_certificate_opens_proxyjump(host, keys, known_hosts, grants, pri
     assert key_id_logged(host, issued["key_id"])
 
 
-def test_a_jump_only_principal_gets_no_shell_and_no_admin_account(cert_config, keys, tmp_path):
+def test_a_jump_only_principal_gets_no_shell_and_no_admin_account(keys, known_hosts, tmp_path):
     cert = signed(keys, "jumpcert", tmp_path / "jump-cert.pub", ["jumper"])
-    shell = login(cert_config, keys, "jumpcert", cert, user="jumper", command="id")
+    shell = login(keys, known_hosts, tmp_path, "jumpcert", cert, user="jumper", command="id")
     assert shell.returncode != 0 and "uid=" not in shell.stdout
     assert "not available" in shell.stdout + shell.stderr  # nologin
-    admin = login(cert_config, keys, "jumpcert", cert, user="opsadmin")
+    admin = login(keys, known_hosts, tmp_path, "jumpcert", cert, user="opsadmin")
     assert admin.returncode == 255 and "Permission denied" in admin.stderr
 
 
-def test_the_old_user_ca_still_opens_the_bastion_during_the_overlap(cert_config, keys, tmp_path):
+def test_the_old_user_ca_still_opens_the_bastion_during_the_overlap(keys, known_hosts, tmp_path):
     cert = signed(keys, "oldcert", tmp_path / "old-cert.pub", ["opsadmin"], ca="user_ca_old")
-    result = login(cert_config, keys, "oldcert", cert)
+    result = login(keys, known_hosts, tmp_path, "oldcert", cert)
     assert result.returncode == 0 and result.stdout.strip() == "opsadmin", result.stderr
 
 
 @pytest.mark.parametrize("case", ["expired", "rogue-ca", "revoked-key", "revoked-key-id"])
-def test_expired_untrusted_and_revoked_certificates_are_refused(cert_config, keys, tmp_path, case):
+def test_expired_untrusted_and_revoked_certificates_are_refused(keys, known_hosts, tmp_path, case):
     key, kwargs = {
         "expired": ("expired", {"now": time.time() - 2 * 86400}),
         "rogue-ca": ("expired", {"ca": "rogue_ca"}),
@@ -174,14 +171,14 @@ def test_expired_untrusted_and_revoked_certificates_are_refused(cert_config, key
         "revoked-key-id": ("byid", {"key_id": "molecule-revoked-id"}),
     }[case]
     cert = signed(keys, key, tmp_path / "cert.pub", ["opsadmin"], **kwargs)
-    result = login(cert_config, keys, key, cert)
+    result = login(keys, known_hosts, tmp_path, key, cert)
     assert result.returncode == 255 and "Permission denied" in result.stderr, result.stderr
 
 
-def test_the_same_key_with_another_key_id_gets_in(cert_config, keys, tmp_path):
+def test_the_same_key_with_another_key_id_gets_in(keys, known_hosts, tmp_path):
     # What refused the key id above was the KRL, not the key or the CA.
     cert = signed(keys, "byid", tmp_path / "cert.pub", ["opsadmin"], key_id="molecule-fine-id")
-    assert login(cert_config, keys, "byid", cert).returncode == 0
+    assert login(keys, known_hosts, tmp_path, "byid", cert).returncode == 0
 
 
 def test_sshd_applies_the_certificate_settings(host, keys):
