@@ -219,10 +219,11 @@ def known_hosts(address, tmp_path_factory):
 KNOWN_HOSTS: Path | None = None
 
 
-def ssh(address: str, user: str, key: str | None, command: str, *options: str) -> subprocess.CompletedProcess:
+def ssh(address: str, user: str, key: str | None, command: str, *options: str,
+        known_hosts: Path | None = None) -> subprocess.CompletedProcess:
     args = [
         "ssh", "-F", "/dev/null", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10",
-        "-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={KNOWN_HOSTS}",
+        "-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={known_hosts or KNOWN_HOSTS}",
         "-o", "GlobalKnownHostsFile=/dev/null", "-o", "IdentitiesOnly=yes", "-o", "LogLevel=ERROR", *options,
     ]
     if key:
@@ -271,7 +272,7 @@ def test_a_host_key_the_ca_did_not_sign_is_refused(address, tmp_path):
     # Same address, same known_hosts, but a CA line of another CA: the host is not trusted.
     other = tmp_path / "known_hosts"
     known_hosts_file.write(other, "other", known_hosts_file.ca_lines("other", [f"{address}/32"], [], [pubkey("user_ca")]))
-    result = ssh(address, "carol", "carol", "true", "-o", f"UserKnownHostsFile={other}")
+    result = ssh(address, "carol", "carol", "true", known_hosts=other)
     assert result.returncode == 255 and "Host key verification failed" in result.stderr
 
 
