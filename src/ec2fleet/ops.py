@@ -144,7 +144,7 @@ class SshSession:
         if proc.returncode != 0:
             raise ConnectError(" ".join(proc.stderr.split()) or f"ssh exited with {proc.returncode}")
 
-    def run(self, command: str, hide=True, warn=True, timeout=300) -> Result:
+    def run(self, command: str, timeout=300) -> Result:
         # ssh [options] destination command: the command comes after the destination.
         proc = subprocess.run([*self.argv("-o", "BatchMode=yes", "-o", "ControlMaster=no"), command],
                               capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=timeout)
@@ -202,7 +202,7 @@ def run_parallel(hosts: list[Host], command: str, sudo: bool = False) -> dict[st
             if error is not None:
                 return 255, f"{type(error).__name__}: {error}"
             try:
-                result = (conn.sudo if sudo else conn.run)(command, hide=True, warn=True, timeout=300)
+                result = (conn.sudo if sudo else conn.run)(command, timeout=300)
             except Exception as exc:
                 return 255, f"{type(exc).__name__}: {exc}"
             return result.exited, (result.stdout + result.stderr).strip()
