@@ -93,7 +93,7 @@ def wait_booted(name: str, timeout: float = 90) -> None:
     raise DockerError(f"{name} did not finish booting in {timeout:.0f}s (systemd: {state or 'no answer'})")
 
 
-def boot(name: str, public_key: str, user_data: str = "", console: Path | None = None) -> None:
+def boot(name: str, public_key: str, user_data: str = "", *, console: Path) -> None:
     """The cloud-init stand-in: default user with the key pair, sudo, the SSH host keys printed
     on the console (written to `console`, which the emulator serves as GetConsoleOutput), then
     user data."""
@@ -108,10 +108,9 @@ printf '{DEFAULT_USER} ALL=(ALL) NOPASSWD:ALL\\n' > /etc/sudoers.d/90-cloud-init
 chmod 0440 /etc/sudoers.d/90-cloud-init-users
 """
     docker("exec", "-e", f"KEY={public_key.strip()}", name, "bash", "-c", script)
-    if console is not None:
-        # cloud-init's keys_to_console: the keys sshd generated at its first start.
-        keys = docker("exec", name, "sh", "-c", "cat /etc/ssh/ssh_host_*_key.pub").strip()
-        console.write_text(f"-----BEGIN SSH HOST KEY KEYS-----\n{keys}\n-----END SSH HOST KEY KEYS-----\n")
+    # cloud-init's keys_to_console: the keys sshd generated at its first start.
+    keys = docker("exec", name, "sh", "-c", "cat /etc/ssh/ssh_host_*_key.pub").strip()
+    console.write_text(f"-----BEGIN SSH HOST KEY KEYS-----\n{keys}\n-----END SSH HOST KEY KEYS-----\n")
     if user_data.strip():
         # Like cloud-init's scripts-user: the script runs once, as root, logged to the journal.
         docker("exec", "-i", name, "bash", "-c",

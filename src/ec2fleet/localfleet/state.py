@@ -113,11 +113,10 @@ class FleetState:
             policy.write_text(f"# Who may get which principals from `tools/fleet sign-key` (ec2fleet/user_certs.py).\n"
                               f"operators:\n  {getpass.getuser()}: {{principals: [admin], max_hours: 8}}\n")
 
-    def console_path(self, instance_id: str) -> Path | None:
-        """Where the emulator serves the instance's console output from (GetConsoleOutput), or
-        None for an emulator started before it could (a fleet from an older checkout)."""
-        directory = self.data.get("console_dir")
-        return Path(directory) / instance_id if directory else None
+    def console_path(self, instance_id: str) -> Path:
+        """Where the emulator serves the instance's console output from (GetConsoleOutput); `up`
+        refuses a fleet whose emulator could not (made by an older checkout)."""
+        return Path(self.data["console_dir"]) / instance_id
 
     # -- flags (e.g. "converged": site.yml has run once, so new instances get the callback) --
     def set_flag(self, name: str) -> None:
