@@ -39,7 +39,8 @@ Optional report keys it reads besides build_report's: ``started`` (epoch; else `
 is parsed), ``canary`` (hosts in the first batch, > 0 labels batch 1 as the canary),
 ``stopped_by``, ``rolled_back_batches`` and ``lb_metrics``. Every string from the report is escaped.
 
-Standard library only: the ``deploy_report`` module ships it in its payload.
+Standard library only, and deploy_rollout's rule for a host's own failure (``own_failure``, as
+the text report): the ``deploy_report`` module ships both in its payload.
 """
 
 from __future__ import annotations
@@ -51,6 +52,8 @@ import os
 import tempfile
 import time
 from html import escape
+
+from ansible_collections.ec2fleet.fleet.plugins.module_utils.deploy_rollout import own_failure, with_the_deploy
 
 # Geometry of the SVGs (pixels). The page is a fixed width; it scrolls vertically.
 WIDTH = 1340
@@ -215,19 +218,6 @@ def _plain(value):
     return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
-FAILED_STATUSES = ("rolled_back", "rollback_failed", "unreachable", "not_deployed", "failed")
-
-
-def _with_the_deploy(host):
-    """Switched back by the whole-deploy rollback, its own release having passed."""
-    return host.get("rollback_scope") == "deploy" and host.get("status") == "rolled_back"
-
-
-def _primary_failure(host):
-    return (host.get("status") in FAILED_STATUSES and not str(host.get("error", "")).startswith("batch:")
-            and not _with_the_deploy(host))
-
-
 def _stop(report):
     """The report's stopped_by when it says why, else None."""
     stop = report.get("stopped_by")
@@ -385,7 +375,7 @@ def _header(report, hosts):
         out.append(f'<p class="note">skipped: {_e(_clip(", ".join(str(s) for s in skipped), 400))}</p>')
     failures = [f"stopped: {stop['line']}"] if stop and stop.get("kind") != "failure" else []
     for host in hosts:
-        if _primary_failure(host):
+        if own_failure(host):
             status = STATUS_TEXT.get(host.get("status"), host.get("status"))
             line = f"{host.get('host')} ({status}, batch {host.get('batch', '?')}): {host.get('error') or 'failed'}"
             if host.get("rollback_error"):
@@ -422,7 +412,7 @@ def _status_text(host):
     if status == "not_started":
         return "not started", "st-not_started"
     error = str(host.get("error") or "")
-    if _with_the_deploy(host):
+    if with_the_deploy(host):
         return f"switched back to {host.get('version_before') or '(none)'} with the deploy", f"st-{status}"
     if error.startswith("batch:"):
         return error[len("batch:"):].strip() or STATUS_TEXT.get(status, status), f"st-{status}"
@@ -478,7 +468,7 @@ def _timeline(report, axis, origin, all_hosts):
         hosts = batch.get("hosts") or []
         number = batch.get("batch", index + 1)
         state = str(batch.get("state") or "not_started")
-        heights = [row_h + (_err_h(font) if _primary_failure(h) else 0) for h in hosts]
+        heights = [row_h + (_err_h(font) if own_failure(h) else 0) for h in hosts]
         block_h = head_h + sum(heights)
         canary = batch.get("canary") or (index == 0 and (_num(report.get("canary")) or 0) > 0)
         title = f"batch {number} ({state.replace('_', ' ')})"
@@ -554,7 +544,7 @@ def _host_row(host, axis, origin, y, row_h, height, font):
                    f'height="{bar_h}"><title>{_e(name)}: {_e(label)} {_e(_duration(end - start))} '
                    f'(from {_e(_tick_label(start))})</title></rect>')
     text, css = _status_text(host)
-    if _primary_failure(host):
+    if own_failure(host):
         error = str(host.get("error") or "failed")
         if rel:
             at = rel.get("rollback", max(rel.values()))

@@ -386,13 +386,18 @@ def rollback_outcome(batch, batch_hosts, active_hosts, results, outcomes, stop, 
             "rollback": True, "batch": int(batch), "to_return": to_return(batch_hosts, active_hosts, results, service)}
 
 
+def with_the_deploy(result):
+    """Whether a host was switched back by the whole-deploy rollback, its own release having passed."""
+    return result.get("rollback_scope") == DEPLOY_SCOPE and result.get("status") == "rolled_back"
+
+
 def own_failure(result):
     """Whether a host failed on its own account (not switched back with its batch or the deploy)."""
     if result.get("status") not in FAILED:
         return False
     if str(result.get("error") or "").startswith(BATCH_ERROR):
         return False
-    return not (result.get("rollback_scope") == DEPLOY_SCOPE and result.get("status") == "rolled_back")
+    return not with_the_deploy(result)
 
 
 def rolled_back_batches(results):
