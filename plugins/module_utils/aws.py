@@ -297,6 +297,10 @@ class AwsCalls:
                     self._counted.add(id(client))
         return client
 
+    def sorted_api_calls(self):
+        """``api_calls`` in operation name order: what a module returns as its ``api_calls``."""
+        return dict(sorted(self.api_calls.items()))
+
     def _count(self, model=None, **_kwargs):
         if model is not None:
             with self._count_lock:

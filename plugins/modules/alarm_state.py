@@ -173,7 +173,7 @@ def run(module):
     reading = watch(aws, names, insufficient_data=params["insufficient_data"],
                     allow_missing=params["allow_missing"], wait_seconds=params["wait_seconds"],
                     poll_interval=params["poll_interval"])
-    reading.update(changed=False, api_calls=dict(sorted(aws.api_calls.items())),
+    reading.update(changed=False, api_calls=aws.sorted_api_calls(),
                    msg=message(reading, params["wait_seconds"]))
     return reading
 

@@ -286,7 +286,7 @@ def run(module):
         if before is not None and not module.check_mode:
             aws.call("cloudwatch", "delete_alarms", f"delete alarm {name}", AlarmNames=[name])
         return {"changed": before is not None, "alarm": {}, "kind": None,
-                "diff": {"before": before or {}, "after": {}}, "api_calls": dict(sorted(aws.api_calls.items()))}
+                "diff": {"before": before or {}, "after": {}}, "api_calls": aws.sorted_api_calls()}
     after, kind = desired(params)
     changed = before != after
     if changed and not module.check_mode:
@@ -297,7 +297,7 @@ def run(module):
         else:
             aws.call("cloudwatch", "put_metric_alarm", f"write metric math alarm {name}", **after)
     return {"changed": changed, "alarm": after, "kind": kind, "diff": {"before": before or {}, "after": after},
-            "api_calls": dict(sorted(aws.api_calls.items()))}
+            "api_calls": aws.sorted_api_calls()}
 
 
 STAT_SPEC = {"metric": {"type": "dict", "required": True}, "period": {"type": "int", "required": True},

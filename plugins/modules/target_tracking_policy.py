@@ -149,14 +149,14 @@ def run(module):
             aws.call("autoscaling", "delete_policy", f"delete scaling policy {params['name']}",
                      AutoScalingGroupName=params["asg_name"], PolicyName=params["name"])
         return {"changed": before is not None, "policy": {}, "policy_arn": None,
-                "diff": {"before": before or {}, "after": {}}, "api_calls": dict(sorted(aws.api_calls.items()))}
+                "diff": {"before": before or {}, "after": {}}, "api_calls": aws.sorted_api_calls()}
     after = desired(params)
     changed = before != after
     if changed and not module.check_mode:
         arn = aws.call("autoscaling", "put_scaling_policy", f"write scaling policy {params['name']}",
                        **after).get("PolicyARN") or current(aws, params)[1]  # the emulator's answer has no ARN
     return {"changed": changed, "policy": after, "policy_arn": arn, "diff": {"before": before or {}, "after": after},
-            "api_calls": dict(sorted(aws.api_calls.items()))}
+            "api_calls": aws.sorted_api_calls()}
 
 
 ARGUMENT_SPEC = argument_spec(
