@@ -15,6 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import boto3
 import pytest
 from ansible_collections.ec2fleet.fleet.plugins.module_utils.deploy import DeployError, cloudwatch_dimension
+from deploy_support import wait_for
 
 from ec2fleet.emulator import free_port
 from ec2fleet.localfleet import lbmetrics
@@ -96,9 +97,7 @@ def test_request_log_keeps_response_times_by_backend(tmp_path):
                      b"garbage\n", b"web i-1 200 x\n"):
             sender.sendto(line, str(tmp_path / "requests.sock"))
         sender.close()
-        deadline = time.monotonic() + 5
-        while sum(sum(c.values()) for c in log.times.values()) < 4 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_for(lambda: sum(sum(c.values()) for c in log.times.values()) >= 4, 5, step=0.05)
         assert log.drain() == {"web": Counter({12: 2, 480: 1}), "second": Counter({3: 1})}
         assert log.drain() == {}
     finally:
@@ -174,19 +173,18 @@ def test_haproxy_logs_each_request_with_its_response_time(tmp_path):
     port = free_port()
     try:
         balancer.apply({"web": listener(f"127.0.0.1:{port}", {"i-1": "127.0.0.1"}, app.server_address[1])})
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
+
+        def healthy():
             try:
-                if lbmetrics.read_counters(balancer.socket)["healthy"] == 1:
-                    break
+                return lbmetrics.read_counters(balancer.socket)["healthy"] == 1
             except OSError:
-                pass
-            time.sleep(0.1)
+                return False
+
+        wait_for(healthy, 10, step=0.1)
         for ms in (0, 0, 300):
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/?ms={ms}", timeout=10) as answer:
                 assert answer.status == 200
-        while sum(log.times.get("web", Counter()).values()) < 3 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_for(lambda: sum(log.times.get("web", Counter()).values()) >= 3, 10, step=0.05)
         times = sorted(log.drain()["web"].elements())
         assert len(times) == 3 and times[1] < 100 and 300 <= times[2] < 2000
         assert lbmetrics.read_counters(balancer.socket) == {"requests": 3, "frontend_5xx": 0, "target_5xx": 0,
