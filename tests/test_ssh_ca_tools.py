@@ -11,13 +11,9 @@ from pathlib import Path
 import pytest
 from ansible_collections.ec2fleet.fleet.plugins.module_utils import ssh_ca
 from deploy_support import client
+from ssh_support import keygen
 
 from ec2fleet import known_hosts, user_certs
-
-
-def keygen(path):
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", path.name, "-f", str(path)], check=True)
-    return (path.parent / f"{path.name}.pub").read_text().strip()
 
 
 @pytest.mark.parametrize("cidr,patterns", [

@@ -9,13 +9,9 @@ import time
 import pytest
 from ansible_collections.ec2fleet.fleet.plugins.module_utils import ssh_ca
 from deploy_support import client, run_module
+from ssh_support import keygen
 
 DAY = 86400
-
-
-def keygen(path, kind="ed25519"):
-    subprocess.run(["ssh-keygen", "-q", "-t", kind, "-N", "", "-C", path.name, "-f", str(path)], check=True)
-    return (path.parent / f"{path.name}.pub").read_text().strip()
 
 
 @pytest.fixture
