@@ -65,16 +65,16 @@ def start_session_command(region: str, profile: str | None = None, program: str 
 
 def proxy_command(region: str, profile: str | None = None, role_arn: str | None = None,
                   role_session_name: str | None = None, endpoint_url: str | None = None,
-                  program: str = DEFAULT_PROGRAM, python: str | None = None) -> str:
+                  program: str = DEFAULT_PROGRAM) -> str:
     """The ProxyCommand for hosts of one (account, region). With ``role_arn`` it runs this file
-    (with ``python``) in front of the CLI, which gets the role's credentials; ``profile`` is then
+    (with this Python) in front of the CLI, which gets the role's credentials; ``profile`` is then
     the role's source credentials. Without, the CLI gets ``--profile`` itself (when given)."""
     for what, value in (("ssm_proxy_command", program), ("profile", profile), ("assume_role_arn", role_arn),
                         ("role_session_name", role_session_name), ("endpoint_url", endpoint_url)):
         check_safe(what, value)
     if not role_arn:
         return start_session_command(region, profile, program)
-    helper = [shlex.quote(python or sys.executable), shlex.quote(os.path.abspath(__file__)),
+    helper = [shlex.quote(sys.executable), shlex.quote(os.path.abspath(__file__)),
               "--role-arn", shlex.quote(role_arn), "--region", shlex.quote(region)]
     if role_session_name:
         helper += ["--role-session-name", shlex.quote(role_session_name)]
@@ -92,15 +92,14 @@ def ssh_common_args(command: str) -> str:
 
 
 def role_environment(role_arn: str, region: str, profile: str | None = None,
-                     role_session_name: str | None = None, endpoint_url: str | None = None,
-                     environ: dict | None = None) -> dict:
+                     role_session_name: str | None = None, endpoint_url: str | None = None) -> dict:
     """The environment with the assumed role's temporary credentials and the region in it.
     Raises ``FleetAWSError`` (one line) when the role cannot be assumed."""
     session, clients = fleet_aws.fleet_clients(
         region=region, profile=profile, assume_role_arn=role_arn,
         role_session_name=role_session_name or fleet_aws.DEFAULT_ROLE_SESSION_NAME, endpoint_url=endpoint_url)
     credentials = session.get_credentials().get_frozen_credentials()
-    env = dict(os.environ if environ is None else environ)
+    env = dict(os.environ)
     for name in PROFILE_VARIABLES:
         env.pop(name, None)
     env.update(AWS_ACCESS_KEY_ID=credentials.access_key, AWS_SECRET_ACCESS_KEY=credentials.secret_key,
