@@ -871,7 +871,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             )
         except fleet_aws.FleetAWSError as exc:
             raise AccountFailed(str(exc)) from None
-        return [_plain(r) for r in self._resolve_regions(account)]
+        return self._resolve_regions(account)
 
     def _warn(self, message):
         self._warnings.append(message)
