@@ -95,6 +95,14 @@ def run_instances(region, subnet_id, count=1, tags=None, public=False, endpoint_
     return [i["InstanceId"] for i in ec2.run_instances(**kwargs)["Instances"]]
 
 
+def one_host(account_id, region, name, tags=None, cidr="10.0.0.0/16"):
+    """A network and one instance named ``name`` in ``region`` of ``account_id`` (None: the
+    account of the current credentials); returns the instance id."""
+    with in_account(account_id) if account_id else contextlib.nullcontext():
+        net = make_network(region, cidr=cidr)
+        return run_instances(region, net.private_subnets[0], tags={"Name": name, **(tags or {})})[0]
+
+
 def add_bastion(fleet, name, endpoint_url=None, tag_key="Role", tag_value="bastion", env="prod"):
     ids = run_instances(
         fleet.region, fleet.public_subnets[0], tags={"Name": name, tag_key: tag_value, "Env": env},

@@ -28,25 +28,18 @@ PAYMENTS, SEARCH, BROKEN = "111111111111", "222222222222", "333333333333"
 DEFAULT_ACCOUNT = "123456789012"  # the emulator's account for the plain test credentials
 
 
-def one_host(account_id, region, name, tags=None, cidr="10.0.0.0/16"):
-    """A network and one instance named ``name`` in ``region`` of ``account_id``."""
-    with fleet.in_account(account_id):
-        net = fleet.make_network(region, cidr=cidr)
-        return fleet.run_instances(region, net.private_subnets[0], tags={"Name": name, **(tags or {})})[0]
-
-
 @pytest.fixture
 def two_accounts(aws):
     """payments: app-p1 (us-east-1, Env prod), app-p2 (us-east-1, Env dev), app-p3 (eu-west-1);
     search: app-s1 (us-east-1, Team search), app-s2 (eu-west-1); the default account: stray."""
     ids = {
-        "app-p1": one_host(PAYMENTS, "us-east-1", "app-p1", {"Env": "prod"}),
-        "app-p2": one_host(PAYMENTS, "us-east-1", "app-p2", {"Env": "dev"}, cidr="10.1.0.0/16"),
-        "app-p3": one_host(PAYMENTS, "eu-west-1", "app-p3", {"Env": "prod"}),
-        "app-s1": one_host(SEARCH, "us-east-1", "app-s1", {"Env": "prod", "Team": "search"}),
-        "app-s2": one_host(SEARCH, "eu-west-1", "app-s2", {"Env": "prod", "Team": "other"}),
+        "app-p1": fleet.one_host(PAYMENTS, "us-east-1", "app-p1", {"Env": "prod"}),
+        "app-p2": fleet.one_host(PAYMENTS, "us-east-1", "app-p2", {"Env": "dev"}, cidr="10.1.0.0/16"),
+        "app-p3": fleet.one_host(PAYMENTS, "eu-west-1", "app-p3", {"Env": "prod"}),
+        "app-s1": fleet.one_host(SEARCH, "us-east-1", "app-s1", {"Env": "prod", "Team": "search"}),
+        "app-s2": fleet.one_host(SEARCH, "eu-west-1", "app-s2", {"Env": "prod", "Team": "other"}),
     }
-    ids["stray"] = one_host(DEFAULT_ACCOUNT, "us-east-1", "stray", {"Env": "prod"})
+    ids["stray"] = fleet.one_host(DEFAULT_ACCOUNT, "us-east-1", "stray", {"Env": "prod"})
     return ids
 
 
@@ -102,8 +95,8 @@ def test_regions_and_filters_per_account(two_accounts, tmp_path):
 
 
 def test_hostnames_colliding_across_accounts_stay_distinct(aws, tmp_path):
-    first = one_host(PAYMENTS, "us-east-1", "web-0001")
-    second = one_host(SEARCH, "us-east-1", "web-0001")
+    first = fleet.one_host(PAYMENTS, "us-east-1", "web-0001")
+    second = fleet.one_host(SEARCH, "us-east-1", "web-0001")
     earlier, later = sorted([first, second])
     config = accounts_config(PAYMENTS_ACCOUNT, {**SEARCH_ACCOUNT, "alias": "search"})
     inventory, plugin = parse_inventory(write_config(tmp_path, config))
@@ -189,7 +182,7 @@ def test_cache_is_keyed_by_every_account(two_accounts, tmp_path, monkeypatch):
     key = plugin._fleet_cache_key(str(path))
     assert counter.calls.count("AssumeRole") == 2
 
-    one_host(SEARCH, "us-east-1", "newcomer", cidr="10.9.0.0/16")
+    fleet.one_host(SEARCH, "us-east-1", "newcomer", cidr="10.9.0.0/16")
     counter.calls.clear()
     factories = counter.factories
     warm, _ = parse_inventory(path)

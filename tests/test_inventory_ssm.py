@@ -141,11 +141,8 @@ def test_ssm_proxycommand_carries_the_account_profile_or_role(aws, tmp_path, rec
     credentials = tmp_path / "credentials"
     credentials.write_text("[shared]\naws_access_key_id = testing\naws_secret_access_key = testing\n")
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(credentials))
-    shared = fleet.make_network("eu-west-1")
-    fleet.run_instances("eu-west-1", shared.private_subnets[0], tags={"Name": "shared-1"})
-    with fleet.in_account(SEARCH):
-        net = fleet.make_network(REGION)
-        fleet.run_instances(REGION, net.private_subnets[0], tags={"Name": "search-1"})
+    fleet.one_host(None, "eu-west-1", "shared-1")
+    fleet.one_host(SEARCH, REGION, "search-1")
     accounts = [{"alias": "shared", "profile": "shared", "regions": ["eu-west-1"]},
                 {"alias": "search", "assume_role_arn": fleet.role_arn(SEARCH), "role_session_name": "ops-ssh"}]
     inventory, _ = parse_inventory(write_config(tmp_path, config(
@@ -218,9 +215,7 @@ def test_ssm_hostvars_from_one_sweep_per_account_and_region(aws, tmp_path, monke
     ids = {}
     for account, region, name in (("111111111111", REGION, "p1"), ("111111111111", REGION, "p2"),
                                   ("111111111111", "eu-west-1", "p3"), (SEARCH, REGION, "s1"), (SEARCH, REGION, "s2")):
-        with fleet.in_account(account):
-            net = fleet.make_network(region)
-            ids[name] = fleet.run_instances(region, net.private_subnets[0], tags={"Name": name})[0]
+        ids[name] = fleet.one_host(account, region, name)
     accounts = [{"alias": "payments", "assume_role_arn": fleet.role_arn("111111111111"), "regions": [REGION, "eu-west-1"]},
                 {"alias": "search", "assume_role_arn": fleet.role_arn(SEARCH)}]
     with SsmInstanceInformation(os.environ["AWS_ENDPOINT_URL"], page_size=2) as ssm:
@@ -253,8 +248,7 @@ def test_ssm_hostvars_from_one_sweep_per_account_and_region(aws, tmp_path, monke
 
 
 def test_ssm_hostvars_denied(aws, tmp_path):
-    net = fleet.make_network(REGION)
-    fleet.run_instances(REGION, net.private_subnets[0], tags={"Name": "app"})
+    fleet.one_host(None, REGION, "app")
     with DenyingEndpoint(os.environ["AWS_ENDPOINT_URL"], ["ssm"]) as deny:
         options = {"endpoint_url": deny.url, "ssm_hostvars": True}
         with pytest.raises(AnsibleError, match=r"^ec2_fleet: cannot query EC2 inventory .*access denied \(AccessDeniedException"):
@@ -280,8 +274,7 @@ def test_bad_connection_options(aws, tmp_path, options, expected):
 
 
 def test_values_a_proxycommand_cannot_carry_are_refused(aws, tmp_path, monkeypatch):
-    net = fleet.make_network(REGION)
-    fleet.run_instances(REGION, net.private_subnets[0], tags={"Name": "app"})
+    fleet.one_host(None, REGION, "app")
     credentials = tmp_path / "credentials"
     credentials.write_text('[we"ird]\naws_access_key_id = testing\naws_secret_access_key = testing\n')
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(credentials))
