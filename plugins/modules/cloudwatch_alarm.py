@@ -191,10 +191,10 @@ api_calls:
   sample: {"DescribeAlarms": 1, "PutCompositeAlarm": 1}
 """
 
+from ansible_collections.ec2fleet.fleet.plugins.module_utils.alarms import ALARM_TYPES
 from ansible_collections.ec2fleet.fleet.plugins.module_utils.aws import AwsCalls
 from ansible_collections.ec2fleet.fleet.plugins.module_utils.deploy import DeployError, argument_spec, run_module
 
-ACTIONS = ("ActionsEnabled", "AlarmActions", "OKActions", "InsufficientDataActions")
 MATH_KEYS = ("ComparisonOperator", "Threshold", "EvaluationPeriods", "DatapointsToAlarm", "TreatMissingData")
 
 
@@ -253,7 +253,7 @@ def desired(params):
 def current(aws, name):
     """(definition in the same shape as desired(), kind) of the existing alarm, or (None, None)."""
     page = aws.call("cloudwatch", "describe_alarms", f"describe alarm {name}", AlarmNames=[name],
-                    AlarmTypes=["MetricAlarm", "CompositeAlarm"])
+                    AlarmTypes=list(ALARM_TYPES))
     for found in page.get("CompositeAlarms", []):
         if found["AlarmName"] == name:
             alarm = {"AlarmName": name, "AlarmDescription": found.get("AlarmDescription", ""),
