@@ -40,6 +40,21 @@ PLACEHOLDER_PART = [999, 99999, "0" * DIGEST_CHARS]
 MAX_REAPPLY = 50
 MISSING_CODES = ("ParameterNotFound", "ParameterVersionNotFound")
 
+# The lock's identity, the same options in every module that reads or writes it (each module's
+# DOCUMENTATION states them), and the rules between them.
+LOCK_OPTIONS = {
+    "name": {"type": "str"},
+    "app": {"type": "str"},
+    "env": {"type": "str"},
+    "tier": {"type": "str", "choices": list(TIER_LIMITS), "default": "Standard"},
+}
+LOCK_OPTION_RULES = {"required_one_of": [("name", "app")], "required_together": [("app", "env")]}
+
+
+def lock_name(params):
+    """The lock's SSM parameter: ``name``, else ``/<app>/<env>/deploy-lock``."""
+    return params["name"] or f"/{params['app']}/{params['env']}/deploy-lock"
+
 
 # --- times and the holder -----------------------------------------------------------------------
 

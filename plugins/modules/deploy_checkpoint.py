@@ -185,10 +185,13 @@ from datetime import datetime, timezone
 from ansible_collections.ec2fleet.fleet.plugins.module_utils.aws import AwsCalls
 from ansible_collections.ec2fleet.fleet.plugins.module_utils.deploy import DeployError, argument_spec, run_module
 from ansible_collections.ec2fleet.fleet.plugins.module_utils.lock_store import (
+    LOCK_OPTION_RULES,
+    LOCK_OPTIONS,
     LockStore,
     describe_holder,
     extend,
     iso,
+    lock_name,
     parse_time,
     store_data,
 )
@@ -411,9 +414,7 @@ def answer(module, store, clock=None):
 
 
 ARGUMENT_SPEC = argument_spec(
-    name={"type": "str"},
-    app={"type": "str"},
-    env={"type": "str"},
+    **LOCK_OPTIONS,
     state={"type": "str", "choices": ["paused", "resumed", "aborted"], "default": "paused"},
     run_id={"type": "str"},
     number={"type": "int"},
@@ -426,7 +427,6 @@ ARGUMENT_SPEC = argument_spec(
     ttl={"type": "int", "default": 600},
     by={"type": "str"},
     reason={"type": "str", "default": ""},
-    tier={"type": "str", "choices": ["Standard", "Advanced"], "default": "Standard"},
 )
 
 
@@ -440,13 +440,12 @@ def run(module):
                               f"got {params['poll_interval']}")
         if params["ttl"] <= 0:
             raise DeployError(f"ttl must be a positive number of seconds, got {params['ttl']}")
-    name = params["name"] or f"/{params['app']}/{params['env']}/deploy-lock"
-    store = LockStore(AwsCalls(params), name, params["tier"])
+    store = LockStore(AwsCalls(params), lock_name(params), params["tier"])
     return wait(module, store) if params["state"] == "paused" else answer(module, store)
 
 
 def main():
-    run_module(run, ARGUMENT_SPEC, required_one_of=[("name", "app")], required_together=[("app", "env")])
+    run_module(run, ARGUMENT_SPEC, **LOCK_OPTION_RULES)
 
 
 if __name__ == "__main__":

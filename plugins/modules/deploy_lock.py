@@ -320,11 +320,14 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.ec2fleet.fleet.plugins.module_utils.aws import AwsCalls
 from ansible_collections.ec2fleet.fleet.plugins.module_utils.deploy import DeployError, argument_spec
 from ansible_collections.ec2fleet.fleet.plugins.module_utils.lock_store import (
+    LOCK_OPTION_RULES,
+    LOCK_OPTIONS,
     LockStore,
     describe_holder,
     extend,
     holder_write,
     iso,
+    lock_name,
     parse_time,
     part_names,
     part_numbers,
@@ -720,9 +723,7 @@ def heartbeat(module, store, sleep=time.sleep, monotonic=time.monotonic):
 
 
 ARGUMENT_SPEC = argument_spec(
-    name={"type": "str"},
-    app={"type": "str"},
-    env={"type": "str"},
+    **LOCK_OPTIONS,
     state={"type": "str", "choices": ["acquired", "updated", "released", "heartbeat"], "default": "acquired"},
     run_id={"type": "str"},
     version={"type": "str", "default": ""},
@@ -732,7 +733,6 @@ ARGUMENT_SPEC = argument_spec(
     pid={"type": "int"},
     force={"type": "bool", "default": False},
     takeover_run_id={"type": "str"},
-    tier={"type": "str", "choices": ["Standard", "Advanced"], "default": "Standard"},
     heartbeat_interval={"type": "int", "default": 60},
     heartbeat_max_seconds={"type": "int", "default": 86400},
 )
@@ -741,8 +741,7 @@ ARGUMENT_SPEC = argument_spec(
 def main():
     module = AnsibleModule(
         argument_spec=ARGUMENT_SPEC,
-        required_one_of=[("name", "app")],
-        required_together=[("app", "env")],
+        **LOCK_OPTION_RULES,
         required_if=[("state", "updated", ("run_id",)), ("state", "heartbeat", ("run_id",))],
         supports_check_mode=True,
     )
@@ -756,7 +755,7 @@ def main():
                              f"got {params['heartbeat_interval']}")
     if params["heartbeat_max_seconds"] <= 0:
         module.fail_json(msg=f"heartbeat_max_seconds must be positive, got {params['heartbeat_max_seconds']}")
-    name = params["name"] or f"/{params['app']}/{params['env']}/deploy-lock"
+    name = lock_name(params)
     try:
         store = LockStore(AwsCalls(params), name, params["tier"])
         now = datetime.now(timezone.utc)
