@@ -292,15 +292,20 @@ def write_entry(store, run_id, stored, version, change):
     return outcome["entry"]
 
 
+def holder_of(store, stored):
+    """The lock as stored, with only its checkpoint entry read back of the values kept in
+    continuation parameters (the other data is left out: nothing here reads it)."""
+    refs = stored.get("parts") if isinstance(stored, dict) and isinstance(stored.get("parts"), dict) else {}
+    return store.resolve(stored, skip=set(refs) - {KEY})[0]
+
+
 def read_entry(store):
     """(the holder's run id, its checkpoint entry) from one read of the lock; (None, None) when there
-    is none. Of the values kept in continuation parameters only the entry is read back (one poll is
-    one GetParameter, whatever the data)."""
+    is none. One poll is one GetParameter, whatever the data (holder_of)."""
     stored, _version = store.read()
     if not isinstance(stored, dict):
         return None, None
-    refs = stored.get("parts") if isinstance(stored.get("parts"), dict) else {}
-    holder, _unreadable = store.resolve(stored, skip=set(refs) - {KEY})
+    holder = holder_of(store, stored)
     return holder.get("run_id"), entry_of(holder)
 
 
@@ -317,9 +322,8 @@ def wait(module, store, sleep=time.sleep, monotonic=time.monotonic, clock=None):
         if stored is None:
             raise DeployError(f"deploy lock {store.name} is not held by anyone: run {run_id} cannot pause in it")
         if not isinstance(stored, dict) or stored.get("run_id") != run_id:
-            holder, _unreadable = store.resolve(stored)
-            raise DeployError(describe_holder(store.name, holder) + f", not by run {run_id}; not pausing")
-        current = entry_of(store.resolve(stored)[0])
+            raise DeployError(describe_holder(store.name, holder_of(store, stored)) + f", not by run {run_id}; not pausing")
+        current = entry_of(holder_of(store, stored))
         if current and current.get("number") == number and current.get("state") != PAUSED:
             return finish(base, current, changed=False)  # answered already: a retried task
         if module.check_mode:
@@ -384,7 +388,7 @@ def answer(module, store, clock=None):
     by = params["by"] or f"{getpass.getuser()}@{socket.gethostname()}"
     with store.mutex():
         stored, version = store.read()
-        holder = store.resolve(stored)[0] if stored is not None else None
+        holder = holder_of(store, stored) if stored is not None else None
         if holder is not None and not isinstance(holder, dict):
             raise DeployError(describe_holder(store.name, holder))
         problem = refusal(holder, store.name, params, clock())
