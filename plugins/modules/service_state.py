@@ -210,7 +210,7 @@ def run(module):
     result = move_batch(aws, members, params["state"], check_mode=module.check_mode,
                         decrement=params["should_decrement_desired_capacity"], timeout=params["timeout"],
                         poll_interval=params["poll_interval"], lifecycle_hooks=params["lifecycle_hooks"])
-    result["api_calls"] = dict(sorted(aws.api_calls.items()))
+    result["api_calls"] = aws.sorted_api_calls()
     return result
 
 
