@@ -165,10 +165,17 @@ class SlowApp(BaseHTTPRequestHandler):
 
 
 @pytest.mark.skipif(shutil.which("haproxy") is None, reason="needs haproxy (tools/platform packages)")
-def test_haproxy_logs_each_request_with_its_response_time(tmp_path):
+@pytest.mark.parametrize("depth", [0, 3], ids=["state-dir", "state-dir-too-deep-for-a-socket-path"])
+def test_haproxy_logs_each_request_with_its_response_time(tmp_path, depth):
+    # A fresh clone in pytest's temporary tree has a state directory longer than a socket path
+    # may be (HAProxy: 97 bytes): its sockets are then reached through a short link.
+    state_dir = tmp_path.joinpath(*["a-directory-deep-in-a-checkout"] * depth)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    assert (len(str(state_dir / "haproxy-requests.sock")) > 97) == bool(depth)
     app = ThreadingHTTPServer(("127.0.0.1", 0), SlowApp)
     threading.Thread(target=app.serve_forever, daemon=True).start()
-    balancer = Balancer(tmp_path)
+    balancer = Balancer(state_dir)
+    assert balancer.socket.resolve().parent == state_dir.resolve()
     log = lbmetrics.RequestLog(balancer.request_log)
     port = free_port()
     try:
@@ -190,6 +197,7 @@ def test_haproxy_logs_each_request_with_its_response_time(tmp_path):
         assert lbmetrics.read_counters(balancer.socket) == {"requests": 3, "frontend_5xx": 0, "target_5xx": 0,
                                                             "healthy": 1, "unhealthy": 0}
     finally:
-        balancer.stop()
         log.close()
+        balancer.stop()
         app.shutdown()
+    assert balancer.sockets == state_dir if not depth else not balancer.sockets.is_symlink()  # link removed

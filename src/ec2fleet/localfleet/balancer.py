@@ -23,13 +23,33 @@ the response times an ALB publishes as `TargetResponseTime`.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
 from ec2fleet.localfleet.lbmetrics import REQUEST_LOG_FORMAT
+
+# HAProxy refuses a log socket path longer than 97 bytes (the kernel's cap for any UNIX socket is
+# 108), and a state directory in a deep checkout or in pytest's temporary tree is longer than that.
+SOCKET_PATH_MAX = 97
+
+
+def socket_dir(state_dir: Path) -> Path:
+    """Where the balancer's sockets are reached: the state directory itself, or, when its path is
+    too long for a socket's, a short link to it in the temporary directory."""
+    if len(str(state_dir / "haproxy-requests.sock")) <= SOCKET_PATH_MAX:
+        return state_dir
+    target = state_dir.resolve()
+    link = Path(tempfile.gettempdir()) / f"ec2fleet-{hashlib.sha256(str(target).encode()).hexdigest()[:12]}"
+    staged = link.with_name(f"{link.name}.{os.getpid()}")
+    staged.unlink(missing_ok=True)
+    staged.symlink_to(target, target_is_directory=True)
+    staged.replace(link)  # atomic; fails loudly if something other than a link holds the name
+    return link
 
 
 def desired_backends(elbv2, autoscaling, ec2_instances: dict[str, dict], target_group_arn: str) -> dict[str, str]:
@@ -97,8 +117,9 @@ class Balancer:
         self.dir = state_dir
         self.config = state_dir / "haproxy.cfg"
         self.pidfile = state_dir / "haproxy.pid"
-        self.socket = state_dir / "haproxy.sock"
-        self.request_log = state_dir / "haproxy-requests.sock"
+        self.sockets = socket_dir(state_dir)
+        self.socket = self.sockets / "haproxy.sock"
+        self.request_log = self.sockets / "haproxy-requests.sock"
         self.current: dict[str, dict] | None = None
 
     def _pid(self) -> int | None:
@@ -116,8 +137,8 @@ class Balancer:
         text = render(listeners, self.socket, self.request_log)
         tmp = self.config.with_suffix(".new")
         tmp.write_text(text)
-        check = subprocess.run(["haproxy", "-c", "-q", "-f", str(tmp)], capture_output=True, text=True)
-        if check.returncode != 0:
+        check = subprocess.run(["haproxy", "-c", "-f", str(tmp)], capture_output=True, text=True)
+        if check.returncode != 0:  # not -q: it silences the reason too
             raise RuntimeError(f"haproxy rejected the generated config: {check.stderr.strip()}")
         tmp.replace(self.config)
         pid = self._pid()
@@ -140,3 +161,5 @@ class Balancer:
                     break
                 time.sleep(0.1)
         self.pidfile.unlink(missing_ok=True)
+        if self.sockets != self.dir:
+            self.sockets.unlink(missing_ok=True)

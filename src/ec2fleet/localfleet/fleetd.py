@@ -278,8 +278,8 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as exc:
             log.error("reconcile failed: %s", exc)
         time.sleep(args.interval)
-    reconciler.balancer.stop()
     reconciler.request_log.close()
+    reconciler.balancer.stop()  # last: it removes the short link the sockets may be reached by
     reconciler.pool.shutdown(wait=False, cancel_futures=True)
     log.info("fleetd stopped")
     return 0
