@@ -164,3 +164,13 @@ def test_a_big_fixed_group_keeps_room_to_surge(aws):
     World(clients, FleetSpec(name="big", size=1, groups=parse_groups("api:16:fixed"))).ensure()
     api = group("api")
     assert (api["MinSize"], api["DesiredCapacity"], api["MaxSize"]) == (16, 16, 32)
+
+
+def test_a_stuck_fleet_names_fleetds_last_error(tmp_path):
+    log = tmp_path / "fleetd.log"
+    assert control.last_error(log) is None
+    log.write_text("2026-12-01 10:41:27,037 INFO fleetd started for fleet local\n"
+                   "2026-12-01 10:41:27,084 ERROR reconcile failed: first\n"
+                   "2026-12-01 10:41:27,613 ERROR reconcile failed: haproxy rejected the generated config: x\n"
+                   "2026-12-01 10:41:28,000 INFO tick\n")
+    assert control.last_error(log) == "reconcile failed: haproxy rejected the generated config: x"

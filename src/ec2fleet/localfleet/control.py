@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from ec2fleet import emulator, known_hosts, progress
 from ec2fleet.aws import REPO
@@ -194,10 +195,21 @@ def wait_ready(state: FleetState, timeout: float) -> None:
             _say(f"instances: {counts[0]} of {counts[1]} booted in their containers")
             said, said_at = counts, time.monotonic()
         if time.monotonic() > deadline:
+            error = last_error(state.dir / "fleetd.log")
             raise TimeoutError(
                 f"only {len(booted)} of {len(instances)} instances have a booted container after "
-                f"{timeout:.0f}s; see {state.dir / 'fleetd.log'}")
+                f"{timeout:.0f}s; {f'fleetd last logged: {error}; ' if error else ''}see {state.dir / 'fleetd.log'}")
         time.sleep(1)
+
+
+def last_error(log: Path) -> str | None:
+    """fleetd's last ERROR line (without its timestamp), the likeliest reason a fleet is stuck."""
+    try:
+        lines = log.read_text(errors="replace").splitlines()
+    except OSError:
+        return None
+    errors = [line.split(" ERROR ", 1)[1] for line in lines if " ERROR " in line]
+    return errors[-1] if errors else None
 
 
 def wait_callbacks(state: FleetState, timeout: float = 1800) -> None:
