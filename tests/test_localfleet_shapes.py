@@ -166,6 +166,21 @@ def test_a_big_fixed_group_keeps_room_to_surge(aws):
     assert (api["MinSize"], api["DesiredCapacity"], api["MaxSize"]) == (16, 16, 32)
 
 
+
+@pytest.mark.emulator
+def test_an_instance_can_be_launched_at_the_address_of_one_that_is_gone(aws):
+    world = World(clients, FleetSpec(name="reuse", size=2))
+    world.ensure()
+    old = group("web")["Instances"][0]["InstanceId"]
+    gone = clients("ec2").describe_instances(InstanceIds=[old])["Reservations"][0]["Instances"][0]
+    clients("autoscaling").terminate_instance_in_auto_scaling_group(InstanceId=old, ShouldDecrementDesiredCapacity=True)
+    new = world.launch("web", gone["SubnetId"], private_ip=gone["PrivateIpAddress"])
+    again = clients("ec2").describe_instances(InstanceIds=[new])["Reservations"][0]["Instances"][0]
+    assert (again["PrivateIpAddress"], again["SubnetId"]) == (gone["PrivateIpAddress"], gone["SubnetId"])
+    web = group("web")
+    assert new in {i["InstanceId"] for i in web["Instances"]} and web["DesiredCapacity"] == 2
+    assert instance_tags([new])[new]["Name"] == "web"
+
 def test_a_stuck_fleet_names_fleetds_last_error(tmp_path):
     log = tmp_path / "fleetd.log"
     assert control.last_error(log) is None

@@ -391,24 +391,37 @@ class World:
             self.asg.update_auto_scaling_group(AutoScalingGroupName=group, MinSize=min_size, DesiredCapacity=size)
             return
         subnets = self._subnets if hasattr(self, "_subnets") else found["VPCZoneIdentifier"].split(",")
-        lt_id = self._lt_id if hasattr(self, "_lt_id") else found["LaunchTemplate"]["LaunchTemplateId"]
         per_subnet = {sn: 0 for sn in subnets}
         if members:
             for inst in self.ec2.describe_instances(InstanceIds=members)["Reservations"]:
                 for i in inst["Instances"]:
                     per_subnet[i["SubnetId"]] = per_subnet.get(i["SubnetId"], 0) + 1
-        tags = group_tags(self.spec, group)
         if min_size < found["MinSize"]:
             self.asg.update_auto_scaling_group(AutoScalingGroupName=group, MinSize=min_size)
         for _ in range(size - len(members)):
             subnet = min(subnets, key=lambda sn: (per_subnet[sn], subnets.index(sn)))
             per_subnet[subnet] += 1
-            iid = self.ec2.run_instances(
-                LaunchTemplate={"LaunchTemplateId": lt_id, "Version": "$Latest"}, MinCount=1, MaxCount=1,
-                SubnetId=subnet, TagSpecifications=_spec("instance", tags),
-            )["Instances"][0]["InstanceId"]
-            self.asg.attach_instances(AutoScalingGroupName=group, InstanceIds=[iid])
+            self.launch(group, subnet, found=found)
         self.asg.update_auto_scaling_group(AutoScalingGroupName=group, MinSize=min_size)
+
+    def launch(self, group: str, subnet: str, private_ip: str | None = None, found: dict | None = None) -> str:
+        """One instance of `group` launched into `subnet` (at `private_ip`, e.g. the address of an
+        instance that is gone, as AWS may hand out again) and attached to the group; its id."""
+        if found is None:
+            found = self.asg.describe_auto_scaling_groups(AutoScalingGroupNames=[group])["AutoScalingGroups"][0]
+        lt_id = self._lt_id if hasattr(self, "_lt_id") else found["LaunchTemplate"]["LaunchTemplateId"]
+        groups = self.ec2.describe_launch_template_versions(LaunchTemplateId=lt_id, Versions=["$Latest"])[
+            "LaunchTemplateVersions"][0]["LaunchTemplateData"].get("SecurityGroupIds", [])
+        # The primary interface is deleted with the instance, its address freed, as a launch's is
+        # on AWS (moto's default keeps the interface, and the address, for good).
+        nic = {"DeviceIndex": 0, "SubnetId": subnet, "Groups": groups, "DeleteOnTermination": True,
+               **({"PrivateIpAddress": private_ip} if private_ip else {})}
+        iid = self.ec2.run_instances(
+            LaunchTemplate={"LaunchTemplateId": lt_id, "Version": "$Latest"}, MinCount=1, MaxCount=1,
+            NetworkInterfaces=[nic], TagSpecifications=_spec("instance", group_tags(self.spec, group)),
+        )["Instances"][0]["InstanceId"]
+        self.asg.attach_instances(AutoScalingGroupName=group, InstanceIds=[iid])
+        return iid
 
     def groups(self) -> list[dict]:
         """The fleet's Auto Scaling Groups as the emulator describes them (tag ec2fleet:fleet)."""
