@@ -48,6 +48,38 @@ def playbook(state, *args: str) -> subprocess.CompletedProcess:
                           cwd=REPO, env=env_of(state), capture_output=True, text=True)
 
 
+def failed_hosts(output: str) -> list[str]:
+    """The hosts a playbook's recap shows unreachable or failed."""
+    return [host for host, unreachable, failed in
+            re.findall(r"^(\S+)\s+: ok=\d+\s+changed=\d+\s+unreachable=(\d+)\s+failed=(\d+)", output, re.M)
+            if unreachable != "0" or failed != "0"]
+
+
+def converge(state) -> bool:
+    """site.yml on the whole fleet, its log kept under reports/bench/; the hosts it failed get one
+    more run (a converge at 20+ hosts on 2 cores has lost a host to a transient error), and the
+    failures are printed, not only the recap."""
+    logs = REPO / "reports" / "bench"
+    logs.mkdir(parents=True, exist_ok=True)
+    limit: list[str] = []
+    for attempt in (1, 2):
+        print(f"converging {'the fleet' if not limit else ', '.join(limit)} on 1.0.0 (site.yml)...", flush=True)
+        began = time.monotonic()
+        proc = playbook(state, "playbooks/site.yml", *(["--limit", ",".join(limit)] if limit else []))
+        log = logs / f"converge-{attempt}.log"
+        log.write_text(proc.stdout + proc.stderr)
+        print(f"converged in {time.monotonic() - began:.1f}s (rc={proc.returncode}; log {log})", flush=True)
+        if proc.returncode == 0:
+            return True
+        for line in proc.stdout.splitlines():
+            if line.startswith(("fatal:", "failed:")) or "UNREACHABLE!" in line:
+                print("  " + line[:400])
+        limit = failed_hosts(proc.stdout)
+        if not limit:
+            break
+    return False
+
+
 def deploy_under_load(state, version: str, staged: bool, args) -> dict:
     url = f"http://127.0.0.1:{state.data['lb_port']}/version"
     with Load(url, args.workers) as load:
@@ -133,12 +165,7 @@ def main() -> int:
         control.down()
     state = control.up(size=args.size)
     if not state.read_flag("converged"):
-        print("converging the fleet on 1.0.0 (site.yml)...", flush=True)
-        began = time.monotonic()
-        proc = playbook(state, "playbooks/site.yml")
-        print(f"converged in {time.monotonic() - began:.1f}s (rc={proc.returncode})", flush=True)
-        if proc.returncode != 0:
-            print(proc.stdout[-3000:])
+        if not converge(state):
             return 1
         state.set_flag("converged")
 
