@@ -3,7 +3,14 @@ duplicates, filters, cache, skipped regions and every error path (in-process and
 
 from __future__ import annotations
 
+import json
 import os
+import shlex
+import shutil
+import stat
+import subprocess
+import sys
+import textwrap
 
 import boto3
 import inventory_fleet as fleet
@@ -153,7 +160,10 @@ def test_full_description_adds_every_field(small_fleet, tmp_path):
 
 # -- bastion wiring --------------------------------------------------------------------------
 
-def test_bastion_proxyjump_per_vpc(aws, tmp_path):
+STRICT = "-o StrictHostKeyChecking=yes"  # bastion_ssh_args' default
+
+
+def test_bastion_hop_per_vpc(aws, tmp_path):
     a = fleet.make_network(REGION, cidr="10.1.0.0/16")
     b = fleet.make_network(REGION, cidr="10.2.0.0/16")
     c = fleet.make_network(REGION, cidr="10.3.0.0/16")  # no bastion here
@@ -172,8 +182,9 @@ def test_bastion_proxyjump_per_vpc(aws, tmp_path):
     assert "ansible_ssh_common_args" not in hostvars(inventory, "bastion-a")
     app_a, app_b = hostvars(inventory, "app-a"), hostvars(inventory, "app-b")
     assert app_a["ansible_host"] == app_a["ec2_private_ip_address"]
-    assert app_a["ansible_ssh_common_args"] == f"-o ProxyJump={ips[bastion_a]}"
-    assert app_b["ansible_ssh_common_args"] == f"-o ProxyJump={ips[bastion_b]}"
+    # The hop checks the bastion strictly; port 22 and no bastion_user: no -p, no user@.
+    assert app_a["ansible_ssh_common_args"] == f'-o ProxyCommand="ssh -W %h:%p {STRICT} {ips[bastion_a]}"'
+    assert app_b["ansible_ssh_common_args"] == f'-o ProxyCommand="ssh -W %h:%p {STRICT} {ips[bastion_b]}"'
     # No bastion in its VPC: no jump host invented.
     assert "ansible_ssh_common_args" not in hostvars(inventory, "app-c")
     # A host with a public address connects directly by default...
@@ -186,8 +197,9 @@ def test_bastion_proxyjump_per_vpc(aws, tmp_path):
     inventory, _ = parse_inventory(write_config(tmp_path, config, name="always"))
     edge = hostvars(inventory, "edge-a")
     assert edge["ansible_host"] == edge["ec2_private_ip_address"]
-    assert edge["ansible_ssh_common_args"] == f"-o ProxyJump=jump@{ips[bastion_a]}:2222"
-    assert hostvars(inventory, "app-b")["ansible_ssh_common_args"] == f"-o ProxyJump=jump@{ips[bastion_b]}:2222"
+    assert edge["ansible_ssh_common_args"] == f'-o ProxyCommand="ssh -W %h:%p {STRICT} -p 2222 jump@{ips[bastion_a]}"'
+    assert hostvars(inventory, "app-b")["ansible_ssh_common_args"] == (
+        f'-o ProxyCommand="ssh -W %h:%p {STRICT} -p 2222 jump@{ips[bastion_b]}"')
 
     config = {"plugin": "ec2fleet.fleet.ec2_fleet", "regions": [REGION], "ssh_via_bastion": "never"}
     inventory, _ = parse_inventory(write_config(tmp_path, config, name="never"))
@@ -209,7 +221,95 @@ def test_bastion_tag_configurable(aws, tmp_path):
     inventory, _ = parse_inventory(write_config(tmp_path, config))
     assert group_hosts(inventory, "bastion") == ["jump"]
     jump_ip = hostvars(inventory, "jump")["ec2_public_ip_address"]
-    assert hostvars(inventory, "app")["ansible_ssh_common_args"] == f"-o ProxyJump={jump_ip}"
+    assert hostvars(inventory, "app")["ansible_ssh_common_args"] == f'-o ProxyCommand="ssh -W %h:%p {STRICT} {jump_ip}"'
+
+
+@pytest.fixture
+def behind_bastion(aws):
+    """One VPC: a bastion and a private host reached through it."""
+    net = fleet.make_network(REGION)
+    fleet.add_bastion(net, "bastion-1")
+    fleet.run_instances(REGION, net.private_subnets[0], tags={"Name": "app"})
+    return net
+
+
+def wired(tmp_path, name, **options):
+    """The app host's hostvars and the plugin, for a file with these options."""
+    inventory, plugin = parse_inventory(write_config(tmp_path, {"plugin": "ec2fleet.fleet.ec2_fleet", "regions": [REGION],
+                                                                "cache": False, **options}, name=name))
+    return hostvars(inventory, "app"), hostvars(inventory, "bastion-1")["ec2_public_ip_address"], plugin
+
+
+def test_bastion_hop_is_one_argument_through_shlex(behind_bastion, tmp_path):
+    # Ansible, Mitogen and the ops tools split ansible_ssh_common_args with shlex.
+    app, jump_ip, plugin = wired(tmp_path, "port", bastion_user="jump", bastion_port=2222)
+    assert shlex.split(app["ansible_ssh_common_args"]) == [
+        "-o", f"ProxyCommand=ssh -W %h:%p -o StrictHostKeyChecking=yes -p 2222 jump@{jump_ip}"]
+    assert shlex.split(plugin._bastion_hop("1.2.3.4")) == [
+        "-o", "ProxyCommand=ssh -W %h:%p -o StrictHostKeyChecking=yes -p 2222 jump@1.2.3.4"]
+    # bastion_user empty, port 22: neither user@ nor -p.
+    app, jump_ip, _ = wired(tmp_path, "plain", bastion_user="", bastion_port=22)
+    assert shlex.split(app["ansible_ssh_common_args"]) == ["-o", f"ProxyCommand=ssh -W %h:%p -o StrictHostKeyChecking=yes {jump_ip}"]
+
+
+def test_bastion_ssh_args_pass_through_as_written(behind_bastion, tmp_path):
+    custom = "-o StrictHostKeyChecking=yes -o UserKnownHostsFile='/etc/fleet known_hosts' -i ~/.ssh/fleet"
+    app, jump_ip, _ = wired(tmp_path, "custom", bastion_user="admin", bastion_ssh_args=custom)
+    assert app["ansible_ssh_common_args"] == f'-o ProxyCommand="ssh -W %h:%p {custom} admin@{jump_ip}"'
+    option, proxy = shlex.split(app["ansible_ssh_common_args"])
+    assert (option, proxy) == ("-o", f"ProxyCommand=ssh -W %h:%p {custom} admin@{jump_ip}")
+    # What ssh's shell then runs: the operator's quoting holds.
+    assert shlex.split(proxy.split("=", 1)[1])[6:] == ["UserKnownHostsFile=/etc/fleet known_hosts", "-i", "~/.ssh/fleet", f"admin@{jump_ip}"]
+
+
+def test_empty_bastion_ssh_args_keep_proxyjump(behind_bastion, tmp_path):
+    # The operator's choice, documented: the hop then follows ~/.ssh/config.
+    app, jump_ip, _ = wired(tmp_path, "jump", bastion_ssh_args="", bastion_user="jump", bastion_port=2222)
+    assert app["ansible_ssh_common_args"] == f"-o ProxyJump=jump@{jump_ip}:2222"
+    app, jump_ip, _ = wired(tmp_path, "jump22", bastion_ssh_args="")
+    assert app["ansible_ssh_common_args"] == f"-o ProxyJump={jump_ip}"
+    # A bare key (null) is not empty: Ansible gives it the default, the strict hop.
+    app, jump_ip, _ = wired(tmp_path, "null", bastion_ssh_args=None)
+    assert app["ansible_ssh_common_args"] == f'-o ProxyCommand="ssh -W %h:%p {STRICT} {jump_ip}"'
+
+
+@pytest.mark.parametrize(("option", "value"), [("bastion_ssh_args", '-o "StrictHostKeyChecking=yes"'),
+                                               ("bastion_ssh_args", "-i C:\\keys\\fleet"),
+                                               ("bastion_user", 'ad"min')])
+def test_what_would_break_the_proxycommand_is_refused(aws, tmp_path, option, value):
+    config = {"plugin": "ec2fleet.fleet.ec2_fleet", "regions": [REGION], option: value}
+    with pytest.raises(AnsibleError) as err:
+        parse_inventory(write_config(tmp_path, config))
+    what = "ssh options" if option == "bastion_ssh_args" else "a user name"
+    assert str(err.value).splitlines()[0] == (
+        f"ec2_fleet: option {option} must be {what} without double quotes, backslashes or newlines, got {value!r}")
+
+
+def test_a_real_ssh_runs_the_hop_with_bastion_ssh_args(behind_bastion, tmp_path):
+    """OpenSSH itself splits and runs the ProxyCommand: a stand-in named ssh, first on PATH,
+    records the hop's arguments (the outer ssh is the real one, by its path)."""
+    real_ssh = shutil.which("ssh")
+    assert real_ssh, "OpenSSH client needed"
+    bin_dir, record = tmp_path / "bin", tmp_path / "hop.json"
+    bin_dir.mkdir()
+    stand_in = bin_dir / "ssh"
+    stand_in.write_text(textwrap.dedent(f"""\
+        #!{sys.executable}
+        import json, os, sys
+        with open(os.environ["RECORD"], "w") as out:
+            json.dump(sys.argv[1:], out)
+        """))
+    stand_in.chmod(stand_in.stat().st_mode | stat.S_IXUSR)
+    custom = "-o StrictHostKeyChecking=yes -o UserKnownHostsFile='/etc/fleet known_hosts'"
+    app, jump_ip, _ = wired(tmp_path, "real", bastion_user="jump", bastion_port=2222, bastion_ssh_args=custom)
+    cmd = [real_ssh, "-F", "/dev/null", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10",
+           *shlex.split(app["ansible_ssh_common_args"]), "-p", "22", app["ansible_host"], "true"]
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "RECORD": str(record), "SHELL": "/bin/sh"}
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
+    assert record.exists(), proc.stderr
+    assert json.loads(record.read_text()) == [
+        "-W", f"{app['ansible_host']}:22", "-o", "StrictHostKeyChecking=yes", "-o", "UserKnownHostsFile=/etc/fleet known_hosts",
+        "-p", "2222", f"jump@{jump_ip}"]
 
 
 # -- hostnames and duplicates ----------------------------------------------------------------
@@ -578,4 +678,4 @@ def test_production_example_is_valid_and_works(small_fleet, tmp_path):
     assert "type_t3_micro" in inventory.groups
     web = hostvars(inventory, "web-0001")
     assert web["ansible_user"] == "admin" and web["target_group_arns"] == []
-    assert web["ansible_ssh_common_args"].startswith("-o ProxyJump=admin@")
+    assert web["ansible_ssh_common_args"].startswith(f'-o ProxyCommand="ssh -W %h:%p {STRICT} admin@')

@@ -84,7 +84,8 @@ def test_auto_mode_and_the_per_host_tag(vpcs, tmp_path):
     bastion_ip = hostvars(inventory, "bastion-a")["ec2_public_ip_address"]
     assert hostvars(inventory, "bastion-a")["ansible_host"] == bastion_ip
     app_a = hostvars(inventory, "app-a")
-    assert (app_a["ansible_host"], app_a["ansible_ssh_common_args"]) == (app_a["ec2_private_ip_address"], f"-o ProxyJump={bastion_ip}")
+    hop = f'-o ProxyCommand="ssh -W %h:%p -o StrictHostKeyChecking=yes {bastion_ip}"'
+    assert (app_a["ansible_host"], app_a["ansible_ssh_common_args"]) == (app_a["ec2_private_ip_address"], hop)
     edge = hostvars(inventory, "edge-a")
     assert edge["ansible_host"] == edge["ec2_public_ip_address"] and "ansible_ssh_common_args" not in edge
     for name in ("ssm-a", "app-c", "odd-c"):
@@ -103,7 +104,7 @@ def test_auto_mode_and_the_per_host_tag(vpcs, tmp_path):
     assert hostvars(inventory, "ssm-a")["ec2_connection_mode"] == "ssm"
     # ...unless the override is off, or read from another tag.
     inventory, _ = parse_inventory(write_config(tmp_path, config(connection_mode_tag=""), name="notag"))
-    assert hostvars(inventory, "ssm-a")["ansible_ssh_common_args"] == f"-o ProxyJump={bastion_ip}"
+    assert hostvars(inventory, "ssm-a")["ansible_ssh_common_args"] == hop
     inventory, _ = parse_inventory(write_config(tmp_path, config(connection_mode="direct", connection_mode_tag="Name"), name="direct"))
     assert not any("ansible_ssh_common_args" in h.vars for h in inventory.hosts.values())
     assert {h.vars["ec2_connection_mode"] for h in inventory.hosts.values()} == {"direct"}

@@ -85,6 +85,16 @@ def test_a_session_checks_host_keys_strictly_before_the_inventorys_options():
     assert argv[-3:] == ["-p", "22", "admin@10.0.1.5"] and "ProxyJump=admin@203.0.113.9" in argv
 
 
+def test_the_inventorys_bastion_hop_reaches_ssh_as_one_argument():
+    # What ec2_fleet wires behind a bastion: the whole ProxyCommand is one argument after its -o.
+    host = ops.Host("web-1", {"ansible_host": "10.0.1.5", "ansible_user": "admin", "ansible_port": 22,
+                              "ansible_ssh_common_args": '-o ProxyCommand="ssh -W %h:%p -o StrictHostKeyChecking=yes'
+                                                         ' -p 2222 admin@203.0.113.9"'})
+    argv = ops.connection(host).argv()
+    proxy = "ProxyCommand=ssh -W %h:%p -o StrictHostKeyChecking=yes -p 2222 admin@203.0.113.9"
+    assert argv[argv.index(proxy) - 1] == "-o" and argv[-3:] == ["-p", "22", "admin@10.0.1.5"]
+
+
 def test_a_command_runs_after_the_destination(monkeypatch):
     seen = []
     monkeypatch.setattr(ops.subprocess, "run", lambda argv, **kw: seen.append(argv) or subprocess.CompletedProcess(argv, 0, "", ""))

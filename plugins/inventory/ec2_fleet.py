@@ -44,9 +44,11 @@ description:
   - "Connection wiring (O(connection_mode), per host O(connection_mode_tag)). V(bastion) - hosts
     tagged O(bastion_tag_key)=O(bastion_tag_value) form the group C(bastion) and connect by their
     public address; other hosts connect by their public address when they have one (see
-    O(ssh_via_bastion)), else by private address with
-    C(ansible_ssh_common_args=-o ProxyJump=[user@]bastion:port) through a bastion of their own VPC
-    and account (lowest instance id first). V(ssm) - SSH carried over an SSM Session Manager
+    O(ssh_via_bastion)), else by private address through a bastion of their own VPC and account
+    (lowest instance id first) with C(ansible_ssh_common_args=-o ProxyCommand=\"ssh -W %h:%p
+    -o StrictHostKeyChecking=yes [-p port] [user@]bastion\") - an explicit hop carrying
+    O(bastion_ssh_args), because ssh applies command-line options only to the destination, never
+    to a ProxyJump hop. V(ssm) - SSH carried over an SSM Session Manager
     session, no bastion and no inbound port - C(ansible_host) is the instance id and
     C(ansible_ssh_common_args) a C(ProxyCommand) running the AWS CLI's C(aws ssm start-session
     --target %h --document-name AWS-StartSSHSession --parameters portNumber=%p) with the host's
@@ -245,24 +247,40 @@ options:
     type: str
     default: bastion
   bastion_user:
-    description: SSH user on the bastion in the ProxyJump specification; empty means the ssh default.
+    description: SSH user on the bastion in the hop's destination; empty means the ssh default.
     type: str
   bastion_port:
-    description: SSH port of the bastion in the ProxyJump specification.
+    description: SSH port of the bastion in the hop's destination (C(-p), left out for 22).
     type: int
     default: 22
+  bastion_ssh_args:
+    description:
+      - OpenSSH options of the hop to the bastion, as on an ssh command line, for example
+        C(-o StrictHostKeyChecking=yes -o UserKnownHostsFile=~/.ssh/fleet_known_hosts -i ~/.ssh/fleet).
+        A host behind a bastion gets C(ansible_ssh_common_args=-o ProxyCommand="ssh -W %h:%p
+        <bastion_ssh_args> [-p port] [user@]bastion").
+      - Options given on the command line (C(ssh_args) in C(ansible.cfg), C(ansible_ssh_common_args))
+        apply to the destination only, never to a ProxyJump hop (ssh(1)); only this option makes
+        the hop check the bastion's host key as strictly as the host's.
+      - The C(ProxyCommand) runs through the shell, so words are shell-quoted; ssh expands its
+        C(%) tokens (C(%%) for a literal C(%)).
+      - Empty - C(-o ProxyJump=[user@]bastion[:port]); the hop then follows C(~/.ssh/config)
+        (OpenSSH's default is C(StrictHostKeyChecking=ask)).
+      - Must not contain double quotes, backslashes or newlines.
+    type: str
+    default: -o StrictHostKeyChecking=yes
   ssh_via_bastion:
     description:
       - V(when_private) - hosts without a public address go through their VPC's bastion, others connect directly.
       - V(always) - every non-bastion host connects by private address through its VPC's bastion.
-      - V(never) - no ProxyJump; C(ansible_host) is the public address, else the private one.
+      - V(never) - no bastion hop; C(ansible_host) is the public address, else the private one.
     type: str
     choices: [when_private, always, never]
     default: when_private
   connection_mode:
     description:
       - How Ansible reaches the hosts (see the connection wiring above).
-      - V(bastion) - ProxyJump through the bastion of the host's VPC, following O(ssh_via_bastion).
+      - V(bastion) - through the bastion of the host's VPC (see O(bastion_ssh_args)), following O(ssh_via_bastion).
       - V(ssm) - SSH carried over an SSM session; the host is addressed by its instance id.
       - V(direct) - public address, else private, no proxy.
       - V(auto) - V(bastion) where the host's VPC has a bastion with a public address, else V(ssm).
@@ -316,12 +334,14 @@ compose:
 
 ---
 # Bastion wiring with a custom tag and user, plus target groups and a persistent cache.
+# The hop to the bastion checks its host key against the fleet's own known_hosts, with its key.
 plugin: ec2fleet.fleet.ec2_fleet
 regions: [eu-west-1]
 bastion_tag_key: Bastion
 bastion_tag_value: "yes"
 bastion_user: jump
 bastion_port: 2222
+bastion_ssh_args: -o StrictHostKeyChecking=yes -o UserKnownHostsFile=~/.ssh/fleet_known_hosts -i ~/.ssh/fleet
 target_groups: true
 cache: true
 cache_plugin: ansible.builtin.jsonfile
@@ -374,6 +394,7 @@ import hashlib
 import inspect
 import json
 import re
+import shlex
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import NamedTuple
 
@@ -386,8 +407,9 @@ from ansible.utils.vars import validate_variable_name
 display = Display()
 
 
-# Bump when the cached structure changes, so an old cache entry is never misread.
-CACHE_FORMAT = 3
+# Bump when the cached structure or wiring changes, so an old cache entry is never misread or
+# served (4: the bastion hop became a ProxyCommand).
+CACHE_FORMAT = 4
 
 SSM_HOSTVARS = ("ssm_ping_status", "ssm_agent_version", "ssm_platform_type", "ssm_platform_name", "ssm_platform_version")
 ACCOUNT_KEYS = ("assume_role_arn", "profile", "alias", "regions", "filters", "role_session_name")
@@ -676,6 +698,13 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                 f"ec2_fleet: option ssm_proxy_command must be a program (and its options) without double quotes, "
                 f"backslashes or newlines, got {program!r}"
             )
+        for name, what in (("bastion_ssh_args", "ssh options"), ("bastion_user", "a user name")):
+            value = self.get_option(name)
+            # Both go inside the double-quoted ProxyCommand: these would break its quoting.
+            if value and any(char in value for char in ('"', "\\", "\n")):
+                raise AnsibleParserError(
+                    f"ec2_fleet: option {name} must be {what} without double quotes, backslashes or newlines, got {value!r}"
+                )
         self._accounts = self._parse_accounts()
 
     @staticmethod
@@ -1201,11 +1230,24 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             return
         hostvars["ansible_host"] = private or public
         if jump:
-            user, port = self.get_option("bastion_user"), self.get_option("bastion_port")
-            target = f"{user}@{jump}" if user else jump
-            if port != 22:
-                target = f"{target}:{port}"
-            hostvars["ansible_ssh_common_args"] = f"-o ProxyJump={target}"
+            hostvars["ansible_ssh_common_args"] = self._bastion_hop(jump)
+
+    def _bastion_hop(self, jump):
+        """ansible_ssh_common_args through the bastion at ``jump``.
+
+        ssh applies command-line options (ansible.cfg's StrictHostKeyChecking=yes) to the
+        destination only, never to a ProxyJump hop: the hop is an explicit ``ssh -W`` carrying
+        bastion_ssh_args. Ansible, Mitogen and the ops tools split the value with shlex: the
+        double quotes keep the ProxyCommand one argument."""
+        user, port = self.get_option("bastion_user"), self.get_option("bastion_port")
+        destination = f"{user}@{jump}" if user else jump
+        ssh_args = (self.get_option("bastion_ssh_args") or "").strip()
+        if not ssh_args:  # the operator's choice: the hop follows ~/.ssh/config
+            return f"-o ProxyJump={destination}" + (f":{port}" if port != 22 else "")
+        # bastion_ssh_args is already shell words, kept as written; the rest is quoted for the shell
+        # ssh runs the ProxyCommand with.
+        hop = ["ssh", "-W", "%h:%p", ssh_args, *(["-p", str(port)] if port != 22 else []), shlex.quote(destination)]
+        return f'-o ProxyCommand="{" ".join(hop)}"'
 
     def _ssm_ssh_args(self, account, region):
         """The ProxyCommand of one (account, region): its credentials and region travel with it."""

@@ -3,7 +3,7 @@
 Each running emulated instance is backed by one systemd container from the project's base
 image, named ``ec2fleet-<fleet>-<instance-id>`` and labelled with the instance id. Its address
 on the fleet's docker network is the instance's private IP in the emulator, so the inventory's
-ProxyJump wiring and the load balancer use the addresses AWS reports.
+bastion wiring and the load balancer use the addresses AWS reports.
 
 What cloud-init does on a real instance (the key pair's public key for the default user
 `admin`, passwordless sudo, the SSH host keys on the console, user data) is done here by `boot()`:
