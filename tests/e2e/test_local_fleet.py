@@ -19,11 +19,14 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from ansible_collections.ec2fleet.fleet.plugins.module_utils import ssh_ca
 from browser import DomCounter, chromium
+from ssh_support import keygen
 
 from ec2fleet import emulator
 from ec2fleet.localfleet import containers, control
 from ec2fleet.localfleet.load import Load
+from ec2fleet.localfleet.world import FleetSpec, World
 from ec2fleet.ops import plain
 
 REPO = Path(__file__).resolve().parents[2]
@@ -380,6 +383,96 @@ def test_instance_launched_later_converges_to_the_recorded_release(fleet):
         pytest.fail(f"new instance {new} did not converge to 3.0.0; callback log:\n"
                     f"{log.read_text()[-3000:] if new and log.exists() else '(none)'}")
 
+
+
+def test_instance_replaced_at_a_reused_address_is_reached_strictly_and_known_hosts_stays_as_it_was(fleet):
+    """An instance replaced at the private address of one that is gone (AWS hands a freed
+    address out again) has new host keys. With trust on first use its first contact fails
+    ("REMOTE HOST IDENTIFICATION HAS CHANGED") until someone deletes a known_hosts line; with the
+    fleet's host CA its new key comes with a certificate, so the provisioning callback's site.yml
+    and a later run reach it with strict checking, and known_hosts is never written."""
+    world = World(fleet.clients, FleetSpec(name=fleet.name))
+    known_hosts = fleet.known_hosts_path
+    trusted = known_hosts.read_text()
+    assert trusted and all(line.startswith(("@cert-authority ", "#")) for line in trusted.splitlines() if line)
+    old = next(i["InstanceId"] for i in web_instances(fleet) if i["LifecycleState"] == "InService")
+    gone = fleet.clients("ec2").describe_instances(InstanceIds=[old])["Reservations"][0]["Instances"][0]
+    old_key = on_host(fleet, old, "cat", "/etc/ssh/ssh_host_ed25519_key.pub")
+    release = on_host(fleet, old, f"/usr/local/sbin/{APP}-release", "current")
+    fleet.clients("autoscaling").terminate_instance_in_auto_scaling_group(InstanceId=old,
+                                                                       ShouldDecrementDesiredCapacity=True)
+    deadline = time.monotonic() + 300  # the address is free once the drained container is gone
+    while time.monotonic() < deadline and old in containers.list_fleet(fleet.name):
+        time.sleep(2)
+    assert old not in containers.list_fleet(fleet.name)
+    new = world.launch("web", gone["SubnetId"], private_ip=gone["PrivateIpAddress"])
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and new not in containers.list_fleet(fleet.name):
+        time.sleep(2)
+    control.wait_callbacks(fleet, timeout=900)  # fleetd's site.yml for the new instance
+    callback = fleet.dir / "callbacks" / f"{new}.log"
+    log = callback.read_text() if callback.exists() else "(no callback log)"
+    assert on_host(fleet, new, f"/usr/local/sbin/{APP}-release", "current", check=False) == release, log[-3000:]
+    new_key = on_host(fleet, new, "cat", "/etc/ssh/ssh_host_ed25519_key.pub")
+    assert new_key != old_key
+    # The callback's converge met the new key at the old address under strict checking.
+    assert "IDENTIFICATION HAS CHANGED" not in log and "Permanently added" not in log
+    assert re.search(r"unreachable=0\s+failed=0", log), log[-3000:]
+    again = subprocess.run([str(VENV_BIN / "ansible"), "-i", INVENTORY, f"*{new}", "-m", "ansible.builtin.command",
+                            "-a", "cat /etc/ssh/ssh_host_ed25519_key.pub"],
+                           cwd=REPO, env=env_of(fleet), capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert new_key.split()[1] in again.stdout
+    assert "IDENTIFICATION HAS CHANGED" not in again.stderr and "Permanently added" not in again.stderr
+    assert known_hosts.read_text() == trusted
+
+
+def test_an_operator_certificate_opens_the_bastion_and_the_hop_an_expired_one_does_not(fleet, tmp_path):
+    """A key in no authorized_keys file, signed for an hour by `tools/fleet sign-key` (the fleet's
+    user CA, the principals the operators' policy grants), logs in to the bastion and, through
+    it, to a web host; the same key without its certificate, or with a certificate that expired,
+    is refused. Every hop checks host certificates strictly against known_hosts' CA line."""
+    key = tmp_path / "operator"
+    keygen(key)
+    signed = subprocess.run([str(VENV_BIN / "fab"), "sign-key", "--key", f"{key}.pub", "--hours", "1"],
+                            cwd=REPO, env=env_of(fleet), capture_output=True, text=True, timeout=120)
+    assert signed.returncode == 0, signed.stdout + signed.stderr
+    cert = tmp_path / "operator-cert.pub"
+    assert cert.exists(), signed.stdout
+    expired = tmp_path / "expired-cert.pub"
+    expired.write_text(ssh_ca.sign(str(fleet.ssh_ca_dir / "user_ca"), Path(f"{key}.pub").read_text(), cert_type="user",
+                                   principals=["admin"], key_id="expired", serial=7, valid_for=600,
+                                   now=time.time() - 7200) + "\n")
+
+    # ssh also offers the certificate it finds beside a key (<key>-cert.pub): the refused cases
+    # use a copy of the key that has none.
+    bare = tmp_path / "bare" / "operator"
+    bare.parent.mkdir()
+    shutil.copy(key, bare)
+
+    def ssh(certificate, *args):
+        base = ["ssh", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", "-o", "IdentitiesOnly=yes",
+                "-o", "IdentityAgent=none", "-o", f"UserKnownHostsFile={fleet.known_hosts_path}",
+                "-i", str(key if certificate == cert else bare),
+                *(["-o", f"CertificateFile={certificate}"] if certificate else [])]
+        hop = " ".join([*base, "-o", f"HostKeyAlias={fleet.data['bastion_instance_id']}",
+                        "-p", str(fleet.data["bastion_port"]), "-W", "%h:%p", "admin@127.0.0.1"])
+        return subprocess.run([*base, *[a.replace("@HOP@", hop) for a in args]], capture_output=True, text=True,
+                              timeout=60)
+
+    bastion = ["-o", f"HostKeyAlias={fleet.data['bastion_instance_id']}", "-p", str(fleet.data["bastion_port"]),
+               "admin@127.0.0.1", "id -un"]
+    web = next(i["InstanceId"] for i in web_instances(fleet) if i["LifecycleState"] == "InService")
+    address = fleet.clients("ec2").describe_instances(InstanceIds=[web])["Reservations"][0]["Instances"][0][
+        "PrivateIpAddress"]
+    through = ["-o", "ProxyCommand=@HOP@", f"admin@{address}", "cat /etc/hostname"]
+    result = ssh(cert, *bastion)
+    assert (result.returncode, result.stdout.strip()) == (0, "admin"), result.stderr
+    result = ssh(cert, *through)
+    assert result.returncode == 0 and result.stdout.strip() == "ip-" + address.replace(".", "-"), result.stderr
+    for refused in (None, expired):
+        result = ssh(refused, *bastion)
+        assert result.returncode == 255 and "Permission denied" in result.stderr, (refused, result.stderr)
 
 def test_canary_that_stops_answering_fails_the_deploy_and_cleanup_still_runs(fleet):
     """The canary freezes (docker pause) once it is in Standby: the deploy counts it as failed
