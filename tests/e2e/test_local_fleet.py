@@ -34,6 +34,8 @@ VENV_BIN = Path(sys.executable).parent
 INVENTORY = "inventory/local.ec2_fleet.yml"
 APP = "sampleapp"
 SIZE = 3
+# A host's line in a playbook's recap: name, unreachable, failed.
+RECAP = re.compile(r"^(\S+)\s+: ok=\d+\s+changed=\d+\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
 
 pytestmark = [pytest.mark.docker, pytest.mark.e2e]
 
@@ -44,8 +46,9 @@ def env_of(state) -> dict:
             "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
 
 
-def playbook(state, name: str, *extra: str, timeout: int = 1500, env: dict | None = None) -> subprocess.CompletedProcess:
-    proc = subprocess.run([str(VENV_BIN / "ansible-playbook"), "-i", INVENTORY, f"playbooks/{name}", *extra],
+def playbook(state, name: str, *extra: str, timeout: int = 1500, env: dict | None = None,
+             inventory: str = INVENTORY) -> subprocess.CompletedProcess:
+    proc = subprocess.run([str(VENV_BIN / "ansible-playbook"), "-i", inventory, f"playbooks/{name}", *extra],
                           cwd=REPO, env={**env_of(state), **(env or {})}, capture_output=True, text=True, timeout=timeout)
     log = REPO / "reports" / "e2e"
     log.mkdir(parents=True, exist_ok=True)
@@ -750,6 +753,27 @@ def test_execution_environment_reaches_the_fleet_under_runner_process_isolation(
     missing = set(_names_by_instance(fleet)) - ok_hosts
     assert not missing, f"the EE did not reach {missing}: {proc.stdout[-3000:]}"
 
+
+
+def test_site_converges_the_web_hosts_over_ssm_with_the_bastion_stopped(fleet):
+    """A fleet with no bastion: the plugin's `ssm` mode (inventory/local-ssm.ec2_fleet.yml, its
+    wiring untouched; the local fleet's Session Manager stand-in in the AWS CLI's place) carries
+    site.yml and the ops CLI to every web host while the bastion is stopped."""
+    bastion = containers.container_name(fleet.name, fleet.data["bastion_instance_id"])
+    web = {i["InstanceId"] for i in web_instances(fleet)}
+    containers.docker("stop", "--time", "5", bastion)
+    try:
+        converge = playbook(fleet, "site.yml", "--limit", "role_web", inventory="inventory/local-ssm.ec2_fleet.yml")
+        assert converge.returncode == 0, converge.stdout[-4000:] + converge.stderr[-2000:]
+        recap = dict((host, (unreachable, failed)) for host, unreachable, failed in RECAP.findall(converge.stdout))
+        assert {"i-" + host.rsplit("-i-", 1)[1] for host in recap} == web, recap  # web-i-... names
+        assert set(recap.values()) == {("0", "0")}, recap
+        ops_run = subprocess.run([str(VENV_BIN / "fab"), "run", "--inventory", "inventory/local-ssm.ec2_fleet.yml",
+                                  "--group", "role_web", "--cmd", "cat /etc/hostname"],
+                                 cwd=REPO, env=env_of(fleet), capture_output=True, text=True, timeout=300)
+        assert ops_run.returncode == 0, ops_run.stdout[-3000:] + ops_run.stderr[-2000:]
+    finally:
+        containers.docker("start", bastion)
 
 def test_down_leaves_nothing(fleet):
     port = fleet.data["emulator_port"]
