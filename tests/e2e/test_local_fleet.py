@@ -119,6 +119,11 @@ def registered_anywhere(state, iid: str) -> bool:
                for d in elb.describe_target_health(TargetGroupArn=tg["TargetGroupArn"])["TargetHealthDescriptions"])
 
 
+def recorded_release(state) -> str:
+    """The release new instances bootstrap (the deploy's release record)."""
+    return state.clients("ssm").get_parameter(Name=f"/{APP}/local/release")["Parameter"]["Value"]
+
+
 def lock_value(state):
     try:
         value = state.clients("ssm").get_parameter(Name=f"/{APP}/local/deploy-lock")["Parameter"]["Value"]
@@ -401,7 +406,7 @@ def test_instance_replaced_at_a_reused_address_is_reached_strictly_and_known_hos
     old = next(i["InstanceId"] for i in web_instances(fleet) if i["LifecycleState"] == "InService")
     gone = fleet.clients("ec2").describe_instances(InstanceIds=[old])["Reservations"][0]["Instances"][0]
     old_key = on_host(fleet, old, "cat", "/etc/ssh/ssh_host_ed25519_key.pub")
-    release = on_host(fleet, old, f"/usr/local/sbin/{APP}-release", "current")
+    release = recorded_release(fleet)  # what a new instance bootstraps (the fleet may be mixed)
     fleet.clients("autoscaling").terminate_instance_in_auto_scaling_group(InstanceId=old,
                                                                        ShouldDecrementDesiredCapacity=True)
     deadline = time.monotonic() + 300  # the address is free once the drained container is gone
