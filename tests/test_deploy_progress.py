@@ -56,3 +56,12 @@ def test_other_facts_print_nothing():
 
 def test_clock_format():
     assert [clock(s) for s in (0, 59.6, 61, 3599, 3661)] == ["0:00", "1:00", "1:01", "59:59", "1:01:01"]
+
+
+def test_the_whole_deploy_rollback_says_what_it_switches_back():
+    now = Clock()
+    p = DeployProgress(now=now)
+    p.handle({"event": "plan", "version": "2.0.0", "hosts": 4, "batches": 3})
+    now.t += 90
+    assert p.handle({"event": "rollback", "batches": [2, 1], "hosts": 3}) == [
+        "deploy: switching back 3 host(s) of batch(es) 2, 1, newest first | elapsed 1:30"]

@@ -109,6 +109,10 @@ class DeployProgress:
             if all(phase in self.phases.get(h, ()) for h in self.hosts):
                 return [f"{self.head()}: all {PHASE_WORDS[phase]} | {self.counts()} | {self.tail()}"]
             return []
+        if kind == "rollback":
+            batches = [str(b) for b in event.get("batches") or []]
+            return [f"deploy: switching back {int(event.get('hosts') or 0)} host(s) of batch(es) {', '.join(batches)}, "
+                    f"newest first | elapsed {clock(self.elapsed())}"]
         if kind == "batch_end":
             took = self.now() - self.batch_started if self.batch_started else 0.0
             self.done_durations.append(took)

@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -759,6 +760,126 @@ def test_execution_environment_reaches_the_fleet_under_runner_process_isolation(
     assert not missing, f"the EE did not reach {missing}: {proc.stdout[-3000:]}"
 
 
+
+
+# -- the alarm gate ----------------------------------------------------------------------------
+GATE = "e2e-deploy-gate"
+
+
+class Fault:
+    """A fault CloudWatch sees: a datapoint above the gate alarm's threshold every 2 s while the
+    `with` block lasts, from `start()` on (fleetd's alarm evaluator, standing in for CloudWatch,
+    puts the alarm in ALARM at the next complete period). The alarm is one the test makes, on a
+    metric of its own: what fires it is under the test's control, the rest is the real gate."""
+
+    def __init__(self, state):
+        self.cloudwatch = state.clients("cloudwatch")
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._feed, daemon=True)
+
+    def _feed(self):
+        while not self.stopping.wait(2):
+            self.cloudwatch.put_metric_data(Namespace="e2e", MetricData=[{"MetricName": "Fault", "Value": 1.0}])
+
+    def start(self):
+        self.cloudwatch.put_metric_data(Namespace="e2e", MetricData=[{"MetricName": "Fault", "Value": 1.0}])
+        self.thread.start()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stopping.set()
+
+
+def gate_alarm(state, wanted: str, timeout: float = 90) -> None:
+    """The test's gate alarm exists (10 s periods, as the local fleet's alarms) and is `wanted`."""
+    cloudwatch = state.clients("cloudwatch")
+    cloudwatch.put_metric_alarm(AlarmName=GATE, Namespace="e2e", MetricName="Fault", Statistic="Maximum",
+                                Period=10, EvaluationPeriods=1, Threshold=0.5,
+                                ComparisonOperator="GreaterThanThreshold", TreatMissingData="notBreaching")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cloudwatch.describe_alarms(AlarmNames=[GATE])["MetricAlarms"][0]["StateValue"] == wanted:
+            return
+        time.sleep(1)
+    pytest.fail(f"alarm {GATE} did not reach {wanted} in {timeout:.0f}s")
+
+
+def other_release(state) -> str:
+    current = set(versions(state).values())
+    assert len(current) == 1, current
+    return next(v for v in ("5.0.0", "4.0.0") if v not in current)
+
+
+def test_a_gate_alarm_in_alarm_refuses_the_deploy_before_any_host_is_touched(fleet):
+    before = versions(fleet)
+    with Fault(fleet) as fault:
+        fault.start()
+        gate_alarm(fleet, "ALARM")
+        proc = playbook(fleet, "deploy.yml", "-e", f"app_version={other_release(fleet)}",
+                        "-e", json.dumps({"deploy_alarms": [GATE]}))
+    assert proc.returncode != 0, proc.stdout[-3000:]
+    assert "The deploy cannot start, no host was touched: the alarm gate is closed" in proc.stdout, proc.stdout[-3000:]
+    assert GATE in proc.stdout
+    assert versions(fleet) == before
+    assert_fleet_at_rest(fleet)
+
+
+def deploy_stopped_by_the_gate(state, hosts_before_fault: int, *extra: str) -> tuple[dict, dict, Load]:
+    """Deploy another release under load with the gate alarm; once `hosts_before_fault` hosts run
+    it (their batches back in service, baking), the fault starts. Returns the report, the
+    versions before and the load."""
+    gate_alarm(state, "OK")
+    before = versions(state)
+    target = other_release(state)
+    proc = subprocess.Popen([str(VENV_BIN / "ansible-playbook"), "-i", INVENTORY, "playbooks/deploy.yml",
+                             "-e", f"app_version={target}", "-e", "deploy_batch_size=1",
+                             "-e", json.dumps({"deploy_alarms": [GATE], "deploy_alarm_poll_interval": 2}), *extra],
+                            cwd=REPO, env=env_of(state), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        with under_load(state) as load, Fault(state) as fault:
+            deadline = time.monotonic() + 900
+            while time.monotonic() < deadline and proc.poll() is None:
+                running = [i for i in web_instances(state) if i["LifecycleState"] == "InService"
+                           and on_host(state, i["InstanceId"], f"/usr/local/sbin/{APP}-release", "current",
+                                       check=False) == target]
+                if len(running) >= hosts_before_fault:
+                    break
+                time.sleep(1)
+            fault.start()
+            out, _ = proc.communicate(timeout=1500)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    (REPO / "reports" / "e2e").mkdir(parents=True, exist_ok=True)
+    (REPO / "reports" / "e2e" / f"deploy-gate-{int(time.time())}.log").write_text(out)
+    assert proc.returncode != 0, out[-4000:]
+    return report_of(out), before, load
+
+
+def test_an_alarm_during_the_canary_bake_switches_the_canary_back_and_touches_no_other_host(fleet):
+    report, before, load = deploy_stopped_by_the_gate(fleet, 1, "-e", "deploy_canary_bake_seconds=90")
+    assert report["stopped_by"]["kind"] == "alarm" and report["stopped_by"]["alarm"] == GATE, report["stopped_by"]
+    assert report["rolled_back_batches"] == [1], report
+    batches = report["batches"]
+    assert [h["status"] for h in batches[0]["hosts"]] == ["rolled_back"], batches
+    assert all(h["status"] == "not_started" for b in batches[1:] for h in b["hosts"]), batches
+    assert versions(fleet) == before
+    assert load.failed == 0, load.summary()
+    gate_alarm(fleet, "OK")
+    assert_fleet_at_rest(fleet)
+
+
+def test_an_alarm_after_the_second_batch_switches_back_every_batch_newest_first(fleet):
+    report, before, load = deploy_stopped_by_the_gate(fleet, 2, "-e", "deploy_canary_bake_seconds=0",
+                                                      "-e", "deploy_bake_seconds=60")
+    assert report["stopped_by"]["kind"] == "alarm", report["stopped_by"]
+    assert report["rolled_back_batches"] == [2, 1], report
+    assert versions(fleet) == before
+    assert load.failed == 0, load.summary()
+    gate_alarm(fleet, "OK")
+    assert_fleet_at_rest(fleet)
 
 def test_site_converges_the_web_hosts_over_ssm_with_the_bastion_stopped(fleet):
     """A fleet with no bastion: the plugin's `ssm` mode (inventory/local-ssm.ec2_fleet.yml, its
