@@ -51,10 +51,15 @@ def playbook(state, name: str, *extra: str, timeout: int = 1500, env: dict | Non
              inventory: str = INVENTORY) -> subprocess.CompletedProcess:
     proc = subprocess.run([str(VENV_BIN / "ansible-playbook"), "-i", inventory, f"playbooks/{name}", *extra],
                           cwd=REPO, env={**env_of(state), **(env or {})}, capture_output=True, text=True, timeout=timeout)
+    keep_log(name, proc.stdout + proc.stderr)
+    return proc
+
+
+def keep_log(name: str, text: str) -> None:
+    """A run's output under reports/e2e/ (CI keeps reports/)."""
     log = REPO / "reports" / "e2e"
     log.mkdir(parents=True, exist_ok=True)
-    (log / f"{name}-{int(time.time())}.log").write_text(proc.stdout + proc.stderr)
-    return proc
+    (log / f"{name}-{int(time.time())}.log").write_text(text)
 
 
 def under_load(state) -> Load:
@@ -571,8 +576,7 @@ def test_canary_that_stops_answering_fails_the_deploy_and_cleanup_still_runs(fle
         if canary:
             containers.docker("unpause", containers.container_name(fleet.name, canary), check=False)
     assert load.failed == 0, load.summary()
-    (REPO / "reports" / "e2e").mkdir(parents=True, exist_ok=True)
-    (REPO / "reports" / "e2e" / f"deploy-frozen-canary-{int(time.time())}.log").write_text(out)
+    keep_log("deploy-frozen-canary", out)
     assert proc.returncode != 0, out[-3000:]
     report = report_of(out)
     assert report["result"] == "failed"
@@ -679,8 +683,7 @@ def test_instance_replaced_during_a_deploy_is_left_alone_and_its_replacement_end
     finally:
         if proc.poll() is None:
             proc.kill()
-    (REPO / "reports" / "e2e").mkdir(parents=True, exist_ok=True)
-    (REPO / "reports" / "e2e" / f"deploy-replaced-{int(time.time())}.log").write_text(out)
+    keep_log("deploy-replaced", out)
     assert proc.returncode == 0, out[-4000:]
     assert load.failed == 0, load.summary()
     report = report_of(out)
@@ -852,8 +855,7 @@ def deploy_stopped_by_the_gate(state, hosts_before_fault: int, *extra: str) -> t
     finally:
         if proc.poll() is None:
             proc.kill()
-    (REPO / "reports" / "e2e").mkdir(parents=True, exist_ok=True)
-    (REPO / "reports" / "e2e" / f"deploy-gate-{int(time.time())}.log").write_text(out)
+    keep_log("deploy-gate", out)
     assert proc.returncode != 0, out[-4000:]
     return report_of(out), before, load
 
