@@ -795,18 +795,26 @@ class Fault:
         self.stopping.set()
 
 
-def gate_alarm(state, wanted: str, timeout: float = 90) -> None:
-    """The test's gate alarm exists (10 s periods, as the local fleet's alarms) and is `wanted`."""
+def gate_alarm(state, wanted: str, timeout: float = 120) -> None:
+    """The test's gate alarm exists (10 s periods, as the local fleet's alarms) and is `wanted`;
+    OK only once it has stayed OK for 20 s (two periods and the evaluator's settle time): a fault
+    of an earlier test may still be in the last period, and would fire it moments later."""
     cloudwatch = state.clients("cloudwatch")
-    cloudwatch.put_metric_alarm(AlarmName=GATE, Namespace="e2e", MetricName="Fault", Statistic="Maximum",
-                                Period=10, EvaluationPeriods=1, Threshold=0.5,
-                                ComparisonOperator="GreaterThanThreshold", TreatMissingData="notBreaching")
-    deadline = time.monotonic() + timeout
+    if not cloudwatch.describe_alarms(AlarmNames=[GATE])["MetricAlarms"]:
+        cloudwatch.put_metric_alarm(AlarmName=GATE, Namespace="e2e", MetricName="Fault", Statistic="Maximum",
+                                    Period=10, EvaluationPeriods=1, Threshold=0.5,
+                                    ComparisonOperator="GreaterThanThreshold", TreatMissingData="notBreaching")
+    steady = 20 if wanted == "OK" else 0
+    deadline, since = time.monotonic() + timeout, None
     while time.monotonic() < deadline:
-        if cloudwatch.describe_alarms(AlarmNames=[GATE])["MetricAlarms"][0]["StateValue"] == wanted:
+        if cloudwatch.describe_alarms(AlarmNames=[GATE])["MetricAlarms"][0]["StateValue"] != wanted:
+            since = None
+        elif since is None:
+            since = time.monotonic()
+        if since is not None and time.monotonic() - since >= steady:
             return
         time.sleep(1)
-    pytest.fail(f"alarm {GATE} did not reach {wanted} in {timeout:.0f}s")
+    pytest.fail(f"alarm {GATE} did not stay {wanted} in {timeout:.0f}s")
 
 
 def other_release(state) -> str:
