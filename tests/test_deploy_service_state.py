@@ -135,7 +135,7 @@ def terminate_once_in_standby(instance_id, stop):
             if lifecycle(instance_id) == "Standby":
                 client("ec2").terminate_instances(InstanceIds=[instance_id])
                 return
-        except botocore.exceptions.BotoCoreError:  # a busy emulator: ask again (a dead thread kills nothing)
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError):  # a busy emulator: ask again
             pass
         time.sleep(0.05)
 
