@@ -171,6 +171,7 @@ class World:
         self.ec2 = clients("ec2")
         self.asg = clients("autoscaling")
         self.elbv2 = clients("elbv2")
+        self._security_groups: dict[str, list[str]] = {}  # launch template -> its security groups
 
     # -- lookups ---------------------------------------------------------------------------
     def _find_vpc(self):
@@ -410,8 +411,7 @@ class World:
         if found is None:
             found = self.asg.describe_auto_scaling_groups(AutoScalingGroupNames=[group])["AutoScalingGroups"][0]
         lt_id = self._lt_id if hasattr(self, "_lt_id") else found["LaunchTemplate"]["LaunchTemplateId"]
-        groups = self.ec2.describe_launch_template_versions(LaunchTemplateId=lt_id, Versions=["$Latest"])[
-            "LaunchTemplateVersions"][0]["LaunchTemplateData"].get("SecurityGroupIds", [])
+        groups = self._template_security_groups(lt_id)
         # The primary interface is deleted with the instance, its address freed, as a launch's is
         # on AWS (moto's default keeps the interface, and the address, for good).
         nic = {"DeviceIndex": 0, "SubnetId": subnet, "Groups": groups, "DeleteOnTermination": True,
@@ -422,6 +422,14 @@ class World:
         )["Instances"][0]["InstanceId"]
         self.asg.attach_instances(AutoScalingGroupName=group, InstanceIds=[iid])
         return iid
+
+    def _template_security_groups(self, lt_id: str) -> list[str]:
+        """The launch template's security groups, read once per World (a launch's interface names them)."""
+        if lt_id not in self._security_groups:
+            self._security_groups[lt_id] = self.ec2.describe_launch_template_versions(
+                LaunchTemplateId=lt_id, Versions=["$Latest"])["LaunchTemplateVersions"][0]["LaunchTemplateData"].get(
+                "SecurityGroupIds", [])
+        return self._security_groups[lt_id]
 
     def groups(self) -> list[dict]:
         """The fleet's Auto Scaling Groups as the emulator describes them (tag ec2fleet:fleet)."""
