@@ -55,6 +55,26 @@ def playbook(state, name: str, *extra: str, timeout: int = 1500, env: dict | Non
     return proc
 
 
+def fab(state, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    """An ops task (`tools/fleet <task>`, i.e. Fabric) against the fleet."""
+    return subprocess.run([str(VENV_BIN / "fab"), *args], cwd=REPO, env=env_of(state), capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def strict_ssh(known_hosts: Path, key: Path, *options: str) -> list[str]:
+    """An OpenSSH client that checks host certificates against `known_hosts` only and offers
+    only `key` (and what `options` add, a CertificateFile say)."""
+    return ["ssh", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", "-o", "IdentitiesOnly=yes",
+            "-o", "IdentityAgent=none", "-o", f"UserKnownHostsFile={known_hosts}", "-i", str(key), *options]
+
+
+def at_bastion(state) -> list[str]:
+    """ssh's destination for the bastion: 127.0.0.1 and its published port, checked under its
+    instance id (a principal of its host certificate)."""
+    return ["-o", f"HostKeyAlias={state.data['bastion_instance_id']}", "-p", str(state.data["bastion_port"]),
+            "admin@127.0.0.1"]
+
+
 def keep_log(name: str, text: str) -> None:
     """A run's output under reports/e2e/ (CI keeps reports/)."""
     log = REPO / "reports" / "e2e"
@@ -256,8 +276,7 @@ def test_rolling_deploy_succeeds_and_records_the_release(fleet, tmp_path):
     report = report_of(proc.stdout)
     assert report["result"] == "succeeded"
     assert next(len(b["hosts"]) for b in report["batches"]) == 1  # the canary
-    recorded = fleet.clients("ssm").get_parameter(Name=f"/{APP}/local/release")["Parameter"]["Value"]
-    assert recorded == "2.0.0"
+    assert recorded_release(fleet) == "2.0.0"
     check_html_report(proc.stdout, tmp_path)
     # The deploy_progress callback's lines, one set per batch, in the playbook's output.
     batches = len(report["batches"])
@@ -289,8 +308,7 @@ def test_rollback_returns_to_the_last_good_release_with_no_artifact_on_the_contr
     assert lb_version(fleet) == "1.0.0"
     report = report_of(proc.stdout)
     assert report["result"] == "succeeded" and report["version"] == "1.0.0"
-    recorded = fleet.clients("ssm").get_parameter(Name=f"/{APP}/local/release")["Parameter"]["Value"]
-    assert recorded == "1.0.0"
+    assert recorded_release(fleet) == "1.0.0"
     assert_fleet_at_rest(fleet)
 
 
@@ -448,8 +466,7 @@ def test_an_operator_certificate_opens_the_bastion_and_the_hop_an_expired_one_do
     is refused. Every hop checks host certificates strictly against known_hosts' CA line."""
     key = tmp_path / "operator"
     keygen(key)
-    signed = subprocess.run([str(VENV_BIN / "fab"), "sign-key", "--key", f"{key}.pub", "--hours", "1"],
-                            cwd=REPO, env=env_of(fleet), capture_output=True, text=True, timeout=120)
+    signed = fab(fleet, "sign-key", "--key", f"{key}.pub", "--hours", "1")
     assert signed.returncode == 0, signed.stdout + signed.stderr
     cert = tmp_path / "operator-cert.pub"
     assert cert.exists(), signed.stdout
@@ -465,17 +482,13 @@ def test_an_operator_certificate_opens_the_bastion_and_the_hop_an_expired_one_do
     shutil.copy(key, bare)
 
     def ssh(certificate, *args):
-        base = ["ssh", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", "-o", "IdentitiesOnly=yes",
-                "-o", "IdentityAgent=none", "-o", f"UserKnownHostsFile={fleet.known_hosts_path}",
-                "-i", str(key if certificate == cert else bare),
-                *(["-o", f"CertificateFile={certificate}"] if certificate else [])]
-        hop = " ".join([*base, "-o", f"HostKeyAlias={fleet.data['bastion_instance_id']}",
-                        "-p", str(fleet.data["bastion_port"]), "-W", "%h:%p", "admin@127.0.0.1"])
+        base = strict_ssh(fleet.known_hosts_path, key if certificate == cert else bare,
+                          *(["-o", f"CertificateFile={certificate}"] if certificate else []))
+        hop = " ".join([*base, "-W", "%h:%p", *at_bastion(fleet)])
         return subprocess.run([*base, *[a.replace("@HOP@", hop) for a in args]], capture_output=True, text=True,
                               timeout=60)
 
-    bastion = ["-o", f"HostKeyAlias={fleet.data['bastion_instance_id']}", "-p", str(fleet.data["bastion_port"]),
-               "admin@127.0.0.1", "id -un"]
+    bastion = [*at_bastion(fleet), "id -un"]
     web = next(i["InstanceId"] for i in web_instances(fleet) if i["LifecycleState"] == "InService")
     address = fleet.clients("ec2").describe_instances(InstanceIds=[web])["Reservations"][0]["Instances"][0][
         "PrivateIpAddress"]
@@ -513,8 +526,7 @@ def test_host_ca_rotation_with_an_overlap_loses_no_access(fleet, tmp_path):
 
     def trust(*cas: Path) -> None:
         args = [a for ca in cas for a in ("--ca-public-key", str(ca))]
-        done = subprocess.run([str(VENV_BIN / "fab"), "known-hosts", *args, "--ranges", vpc_cidr(fleet.name)],
-                              cwd=REPO, env=env_of(fleet), capture_output=True, text=True, timeout=120)
+        done = fab(fleet, "known-hosts", *args, "--ranges", vpc_cidr(fleet.name))
         assert done.returncode == 0, done.stdout + done.stderr
 
     def every_host_answers(step: str) -> None:
@@ -539,9 +551,7 @@ def test_host_ca_rotation_with_an_overlap_loses_no_access(fleet, tmp_path):
     every_host_answers("new-ca-alone")
     stale = tmp_path / "known_hosts_old_ca_only"
     stale.write_text(f"@cert-authority 127.0.0.1,i-* {old_pub.read_text().strip()}\n")
-    refused = subprocess.run(["ssh", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
-                              "-o", f"UserKnownHostsFile={stale}", "-o", f"HostKeyAlias={fleet.data['bastion_instance_id']}",
-                              "-i", str(fleet.key_path), "-p", str(fleet.data["bastion_port"]), "admin@127.0.0.1", "true"],
+    refused = subprocess.run([*strict_ssh(stale, fleet.key_path), *at_bastion(fleet), "true"],
                              capture_output=True, text=True, timeout=60)
     assert refused.returncode == 255 and "Host key verification failed" in refused.stderr, refused.stderr
 
@@ -852,9 +862,8 @@ def deploy_stopped_by_the_gate(state, hosts_before_fault: int, *extra: str) -> t
         with under_load(state) as load, Fault(state) as fault:
             deadline = time.monotonic() + 900
             while time.monotonic() < deadline and proc.poll() is None:
-                running = [i for i in web_instances(state) if i["LifecycleState"] == "InService"
-                           and on_host(state, i["InstanceId"], f"/usr/local/sbin/{APP}-release", "current",
-                                       check=False) == target]
+                in_service = {i["InstanceId"] for i in web_instances(state) if i["LifecycleState"] == "InService"}
+                running = [iid for iid, version in versions(state).items() if version == target and iid in in_service]
                 if len(running) >= hosts_before_fault:
                     break
                 time.sleep(1)
@@ -904,9 +913,8 @@ def test_site_converges_the_web_hosts_over_ssm_with_the_bastion_stopped(fleet):
         recap = dict((host, (unreachable, failed)) for host, unreachable, failed in RECAP.findall(converge.stdout))
         assert {"i-" + host.rsplit("-i-", 1)[1] for host in recap} == web, recap  # web-i-... names
         assert set(recap.values()) == {("0", "0")}, recap
-        ops_run = subprocess.run([str(VENV_BIN / "fab"), "run", "--inventory", "inventory/local-ssm.ec2_fleet.yml",
-                                  "--group", "role_web", "--cmd", "cat /etc/hostname"],
-                                 cwd=REPO, env=env_of(fleet), capture_output=True, text=True, timeout=300)
+        ops_run = fab(fleet, "run", "--inventory", "inventory/local-ssm.ec2_fleet.yml", "--group", "role_web",
+                      "--cmd", "cat /etc/hostname")
         assert ops_run.returncode == 0, ops_run.stdout[-3000:] + ops_run.stderr[-2000:]
     finally:
         containers.docker("start", bastion)
