@@ -8,8 +8,11 @@ import contextlib
 import http.server
 import json
 import os
+import shlex
+import stat
 import subprocess
 import sys
+import textwrap
 import threading
 import time
 import urllib.error
@@ -21,6 +24,37 @@ import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
+
+
+# What a recording program keeps of its environment: the AWS credentials a ProxyCommand hands on.
+RECORDED_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_REGION")
+
+
+def recording_program(path: Path) -> Path:
+    """A stand-in program at `path` (the AWS CLI, or ssh for a bastion hop): it writes the
+    arguments it was started with, and the AWS credentials in its environment, to $RECORD as JSON
+    ({"argv": [...], "env": {...}}), and exits."""
+    path.write_text(textwrap.dedent(f"""\
+        #!{sys.executable}
+        import json, os, sys
+        with open(os.environ["RECORD"], "w") as out:
+            json.dump({{"argv": sys.argv[1:], "env": {{k: os.environ.get(k) for k in {RECORDED_ENV!r}}}}}, out)
+        """))
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    return path
+
+
+def ssh_through(hv, record, env=None, ssh="ssh"):
+    """Connect with a real ssh (`ssh`) as Ansible would (its args split as Ansible splits them);
+    the ProxyCommand runs and its recording stand-in writes `record`, then the connection ends."""
+    args = shlex.split(hv["ansible_ssh_common_args"])
+    cmd = [ssh, "-F", "/dev/null", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-o", "StrictHostKeyChecking=no",
+           "-o", "UserKnownHostsFile=/dev/null", *args, "-p", "22", hv["ansible_host"], "true"]
+    record.unlink(missing_ok=True)
+    proc = subprocess.run(cmd, env={**os.environ, **(env or {}), "RECORD": str(record)}, capture_output=True,
+                          text=True, timeout=60)
+    assert record.exists(), proc.stderr
+    return json.loads(record.read_text())
 
 
 def write_config(tmp_path, config, name="fleet", suffix="ec2_fleet.yml"):

@@ -3,14 +3,9 @@ duplicates, filters, cache, skipped regions and every error path (in-process and
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
 import shutil
-import stat
-import subprocess
-import sys
-import textwrap
 
 import boto3
 import inventory_fleet as fleet
@@ -27,7 +22,9 @@ from inventory_support import (
     hostvars,
     inventory_list,
     parse_inventory,
+    recording_program,
     run_cli,
+    ssh_through,
     write_config,
 )
 
@@ -292,22 +289,12 @@ def test_a_real_ssh_runs_the_hop_with_bastion_ssh_args(behind_bastion, tmp_path)
     assert real_ssh, "OpenSSH client needed"
     bin_dir, record = tmp_path / "bin", tmp_path / "hop.json"
     bin_dir.mkdir()
-    stand_in = bin_dir / "ssh"
-    stand_in.write_text(textwrap.dedent(f"""\
-        #!{sys.executable}
-        import json, os, sys
-        with open(os.environ["RECORD"], "w") as out:
-            json.dump(sys.argv[1:], out)
-        """))
-    stand_in.chmod(stand_in.stat().st_mode | stat.S_IXUSR)
+    recording_program(bin_dir / "ssh")
     custom = "-o StrictHostKeyChecking=yes -o UserKnownHostsFile='/etc/fleet known_hosts'"
     app, jump_ip, _ = wired(tmp_path, "real", bastion_user="jump", bastion_port=2222, bastion_ssh_args=custom)
-    cmd = [real_ssh, "-F", "/dev/null", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10",
-           *shlex.split(app["ansible_ssh_common_args"]), "-p", "22", app["ansible_host"], "true"]
-    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "RECORD": str(record), "SHELL": "/bin/sh"}
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
-    assert record.exists(), proc.stderr
-    assert json.loads(record.read_text()) == [
+    seen = ssh_through(app, record, env={"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "SHELL": "/bin/sh"},
+                       ssh=real_ssh)
+    assert seen["argv"] == [
         "-W", f"{app['ansible_host']}:22", "-o", "StrictHostKeyChecking=yes", "-o", "UserKnownHostsFile=/etc/fleet known_hosts",
         "-p", "2222", f"jump@{jump_ip}"]
 

@@ -9,10 +9,8 @@ is everything the real AWS CLI would act on."""
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
-import stat
 import subprocess
 import sys
 import textwrap
@@ -31,6 +29,8 @@ from inventory_support import (
     SsmInstanceInformation,
     hostvars,
     parse_inventory,
+    recording_program,
+    ssh_through,
     write_config,
 )
 
@@ -113,29 +113,7 @@ def test_auto_mode_and_the_per_host_tag(vpcs, tmp_path):
 @pytest.fixture
 def recorder(tmp_path):
     """A stand-in for the AWS CLI: records its arguments and the AWS credentials in its environment."""
-    path = tmp_path / "aws-recorder"
-    path.write_text(textwrap.dedent(f"""\
-        #!{sys.executable}
-        import json, os, sys
-        keys = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_REGION")
-        with open(os.environ["RECORD"], "w") as out:
-            json.dump({{"argv": sys.argv[1:], "env": {{k: os.environ.get(k) for k in keys}}}}, out)
-        """))
-    path.chmod(path.stat().st_mode | stat.S_IXUSR)
-    return path
-
-
-def ssh_through(hv, record, env=None):
-    """Connect with a real ssh as Ansible would (its args split as Ansible splits them); the
-    ProxyCommand runs and its stand-in records, then the connection ends."""
-    args = shlex.split(hv["ansible_ssh_common_args"])
-    cmd = ["ssh", "-F", "/dev/null", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-o", "StrictHostKeyChecking=no",
-           "-o", "UserKnownHostsFile=/dev/null", *args, "-p", "22", hv["ansible_host"], "true"]
-    record.unlink(missing_ok=True)
-    proc = subprocess.run(cmd, env={**os.environ, **(env or {}), "RECORD": str(record)}, capture_output=True,
-                          text=True, timeout=60)
-    assert record.exists(), proc.stderr
-    return json.loads(record.read_text())
+    return recording_program(tmp_path / "aws-recorder")
 
 
 def test_ssm_proxycommand_carries_the_account_profile_or_role(aws, tmp_path, recorder, monkeypatch):
