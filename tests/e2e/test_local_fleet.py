@@ -805,26 +805,28 @@ class Fault:
         self.stopping.set()
 
 
-def gate_alarm(state, wanted: str, timeout: float = 120) -> None:
-    """The test's gate alarm exists (10 s periods, as the local fleet's alarms) and is `wanted`;
-    OK only once it has stayed OK for 20 s (two periods and the evaluator's settle time): a fault
-    of an earlier test may still be in the last period, and would fire it moments later."""
+def gate_alarm(state, wanted: str, timeout: float = 120, name: str = GATE) -> None:
+    """The gate alarm `name` (by default the test's own, made here: 10 s periods, as the local
+    fleet's alarms) is `wanted`; OK only once it has stayed OK for 20 s (two periods and the
+    evaluator's settle time): a fault of an earlier test may still be in the last period, and
+    would fire it moments later."""
     cloudwatch = state.clients("cloudwatch")
-    if not cloudwatch.describe_alarms(AlarmNames=[GATE])["MetricAlarms"]:
+    if name == GATE and not cloudwatch.describe_alarms(AlarmNames=[GATE])["MetricAlarms"]:
         cloudwatch.put_metric_alarm(AlarmName=GATE, Namespace="e2e", MetricName="Fault", Statistic="Maximum",
                                     Period=10, EvaluationPeriods=1, Threshold=0.5,
                                     ComparisonOperator="GreaterThanThreshold", TreatMissingData="notBreaching")
     steady = 20 if wanted == "OK" else 0
     deadline, since = time.monotonic() + timeout, None
     while time.monotonic() < deadline:
-        if cloudwatch.describe_alarms(AlarmNames=[GATE])["MetricAlarms"][0]["StateValue"] != wanted:
+        found = cloudwatch.describe_alarms(AlarmNames=[name], AlarmTypes=["MetricAlarm", "CompositeAlarm"])
+        if [a["StateValue"] for a in found["MetricAlarms"] + found["CompositeAlarms"]] != [wanted]:
             since = None
         elif since is None:
             since = time.monotonic()
         if since is not None and time.monotonic() - since >= steady:
             return
         time.sleep(1)
-    pytest.fail(f"alarm {GATE} did not stay {wanted} in {timeout:.0f}s")
+    pytest.fail(f"alarm {name} did not stay {wanted} in {timeout:.0f}s")
 
 
 def other_release(state) -> str:
@@ -877,16 +879,77 @@ def deploy_stopped_by_the_gate(state, hosts_before_fault: int, *extra: str) -> t
     return report_of(out), before, load
 
 
-def test_an_alarm_during_the_canary_bake_switches_the_canary_back_and_touches_no_other_host(fleet):
-    report, before, load = deploy_stopped_by_the_gate(fleet, 1, "-e", "deploy_canary_bake_seconds=90")
-    assert report["stopped_by"]["kind"] == "alarm" and report["stopped_by"]["alarm"] == GATE, report["stopped_by"]
+FAULTY = "6.0.0"
+
+
+def faulty_release(tmp_path: Path, version: str) -> Path:
+    """A release of the app that passes /health but answers 500 to every third request on `/`
+    (per gunicorn worker): the app's source, copied, with that one change. Built into its own
+    dist directory (the deploy's app_artifact_local_dir), so no later build of the version in
+    dist/ can be it."""
+    source = tmp_path / "app"
+    shutil.copytree(REPO / "app", source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
+    wsgi = source / "sampleapp" / "wsgi.py"
+    text = wsgi.read_text()
+    route, names = '    if path == "/":\n', 'NAME = "sampleapp"\n'
+    assert route in text and names in text, "the app's `/` route moved: update the e2e fault"
+    text = text.replace(names, names + "_PAGES = __import__('itertools').count(1)\n")
+    text = text.replace(route, route + '        if next(_PAGES) % 3 == 0:\n'
+                        '            return _json(start_response, "500 Internal Server Error", {"error": "e2e fault"})\n')
+    wsgi.write_text(text)
+    dist = tmp_path / "dist"
+    subprocess.run([str(REPO / "tools" / "build-release"), version, "--source", str(source), "--dist", str(dist)],
+                   cwd=REPO, check=True, capture_output=True)
+    return dist
+
+
+def shipped_gate(state) -> str:
+    """playbooks/deploy-alarms.yml's alarms for the web tier, as an operator makes them (log
+    groups first); the name of the composite alarm a deploy is gated on."""
+    for name, extra in (("cloudwatch_log_groups.yml", ["-e", "cloudwatch_agent_env=local"]), ("deploy-alarms.yml", [])):
+        proc = playbook(state, name, *extra)
+        assert proc.returncode == 0, proc.stdout[-3000:]
+    composites = state.clients("cloudwatch").describe_alarms(AlarmTypes=["CompositeAlarm"])["CompositeAlarms"]
+    (gate,) = [a["AlarmName"] for a in composites if a["AlarmName"].endswith("-web-deploy-gate")]
+    return gate
+
+
+def page_version(body: bytes) -> str:
+    """The version in the app's `/` page ("<greeting> <version>")."""
+    return body.decode().split()[-1]
+
+
+def test_a_release_answering_5xx_fires_the_shipped_alarm_in_the_canary_bake_and_only_the_canary_goes_back(
+        fleet, tmp_path):
+    """Must show (issue 16): the release passes /health, so the health gate lets the canary in;
+    its 5xx answers on `/` reach the balancer's metrics, the shipped target-5xx alarm fires
+    (the local fleet's evaluator standing in for CloudWatch's), the deploy gate with it, and the
+    canary is switched back during its bake. Every failed request was answered by the canary."""
+    gate = shipped_gate(fleet)
+    dist = faulty_release(tmp_path, FAULTY)
+    gate_alarm(fleet, "OK", name=gate)
+    before = versions(fleet)
+    with Load(f"http://127.0.0.1:{fleet.data['lb_port']}/", workers=3, pause=0.1, version_of=page_version) as load:
+        proc = playbook(fleet, "deploy.yml", "-e", f"app_version={FAULTY}", "-e", f"app_artifact_local_dir={dist}",
+                        "-e", "deploy_batch_size=1", "-e", "deploy_canary_bake_seconds=120",
+                        "-e", json.dumps({"deploy_alarms": [gate], "deploy_alarm_poll_interval": 2}))
+    assert proc.returncode != 0, proc.stdout[-4000:]
+    report = report_of(proc.stdout)
+    stopped = report["stopped_by"]
+    assert stopped["kind"] == "alarm" and stopped["alarm"] == gate, stopped
+    assert "target-5xx" in stopped["reason"], stopped
     assert report["rolled_back_batches"] == [1], report
     batches = report["batches"]
-    assert [h["status"] for h in batches[0]["hosts"]] == ["rolled_back"], batches
+    (canary,) = batches[0]["hosts"]
+    assert canary["status"] == "rolled_back", batches
     assert all(h["status"] == "not_started" for b in batches[1:] for h in b["hosts"]), batches
     assert versions(fleet) == before
-    assert load.failed == 0, load.summary()
-    gate_alarm(fleet, "OK")
+    canary_id = _names_by_instance(fleet)[canary["host"]]
+    failed = [(second, target) for second, target, outcome in load.answered if outcome == "HTTP 500"]
+    assert failed, f"the faulty release served no request: {load.summary()}"
+    assert {target for _, target in failed} == {canary_id}, failed
+    assert load.failed == len(failed), load.summary()  # nothing failed that the canary did not answer
+    assert {o for _, target, o in load.answered if target != canary_id} <= set(before.values())
     assert_fleet_at_rest(fleet)
 
 

@@ -77,6 +77,10 @@ def listener(bind: str, backends: dict[str, str], port: int = 80) -> dict:
     return {"bind": bind, "port": port, "backends": dict(backends)}
 
 
+# Response header naming the target that answered (local fleet only).
+TARGET_HEADER = "X-Local-Target"
+
+
 def render(listeners: dict[str, dict], admin_socket: Path, request_log: Path | None = None) -> str:
     """HAProxy's config: one frontend + backend per target group (short name -> listener()); with
     `request_log`, every request logged there (raw lines, REQUEST_LOG_FORMAT)."""
@@ -106,6 +110,9 @@ def render(listeners: dict[str, dict], admin_socket: Path, request_log: Path | N
             "    balance roundrobin",
             "    option httpchk GET /health",
             "    http-check expect status 200",
+            # Which instance answered (the server's name is its id): tests and the benchmark tell a
+            # faulty host's answers from the others'. The ALB adds no such header; nothing else reads it.
+            f"    http-response set-header {TARGET_HEADER} %s",
         ]
         for iid, ip in sorted(spec["backends"].items()):
             lines.append(f"    server {iid} {ip}:{spec.get('port', 80)} check inter 1s fall 2 rise 1")
