@@ -7,6 +7,7 @@ The tests run in file order and share one fleet; each builds on the state the pr
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -664,6 +665,44 @@ def test_fixed_size_groups_deploy_each_within_its_policy_and_get_their_sizes_bac
         assert_fleet_at_rest(fleet)
     finally:
         asg.update_auto_scaling_group(AutoScalingGroupName="web", MinSize=0, MaxSize=30)
+        # The api group stays for the zonal deploy, which removes it.
+
+
+def test_a_zonal_deploy_moves_the_version_mix_one_az_at_a_time(fleet):
+    """deploy_strategy zonal over web's and api's instances in 3 AZs (the api group of the test
+    above, behind the same target group): from the balancer's answers, no host of an AZ answers
+    the new release before every host of the AZ before it has stopped answering the old one,
+    and the first AZ is watched its monitor period before the second starts."""
+    asg = fleet.clients("autoscaling")
+    try:
+        groups = asg.describe_auto_scaling_groups(AutoScalingGroupNames=["web", "api"])["AutoScalingGroups"]
+        zone_of = {i["InstanceId"]: i["AvailabilityZone"] for g in groups for i in g["Instances"]}
+        assert len(zone_of) == 5 and len(set(zone_of.values())) == 3, zone_of
+        with under_load(fleet) as load:
+            proc = playbook(fleet, "deploy.yml", "-e", "app_version=4.0.0", "-e", "deploy_strategy=zonal",
+                            "-e", "deploy_batch_size=100%", "-e", "deploy_zonal_monitor_seconds=15")
+        assert proc.returncode == 0, proc.stdout[-4000:]
+        assert load.failed == 0, load.summary()
+        first_new, last_old = {}, {}
+        for second, target, outcome in load.answered:
+            if outcome == "4.0.0":
+                first_new.setdefault(target, second)
+            else:
+                last_old[target] = second
+        assert set(first_new) == set(zone_of), first_new  # every host answered the new release
+        zones = sorted(set(zone_of.values()))
+        hosts_in = {az: [iid for iid, z in zone_of.items() if z == az] for az in zones}
+        for earlier, later in itertools.pairwise(zones):
+            starts = min(first_new[iid] for iid in hosts_in[later])
+            assert all(last_old.get(iid, -1) < starts for iid in hosts_in[earlier]), (earlier, later, first_new, last_old)
+        monitor_gap = min(first_new[i] for i in hosts_in[zones[1]]) - max(first_new[i] for i in hosts_in[zones[0]])
+        assert monitor_gap >= 15, (monitor_gap, first_new)
+        report = report_of(proc.stdout)
+        azs_by_batch = [{h["az"] for h in batch["hosts"]} for batch in report["batches"]]
+        assert all(len(azs) == 1 for azs in azs_by_batch), azs_by_batch
+        assert set(versions(fleet).values()) == {"4.0.0"}
+        assert_fleet_at_rest(fleet)
+    finally:
         asg.update_auto_scaling_group(AutoScalingGroupName="api", MinSize=0, DesiredCapacity=0)
         deadline = time.monotonic() + 300
         while asg.describe_auto_scaling_groups(AutoScalingGroupNames=["api"])["AutoScalingGroups"][0]["Instances"]:
@@ -849,44 +888,14 @@ def test_a_gate_alarm_in_alarm_refuses_the_deploy_before_any_host_is_touched(fle
     assert_fleet_at_rest(fleet)
 
 
-def deploy_stopped_by_the_gate(state, hosts_before_fault: int, *extra: str) -> tuple[dict, dict, Load]:
-    """Deploy another release under load with the gate alarm; once `hosts_before_fault` hosts run
-    it (their batches back in service, baking), the fault starts. Returns the report, the
-    versions before and the load."""
-    gate_alarm(state, "OK")
-    before = versions(state)
-    target = other_release(state)
-    proc = subprocess.Popen([str(VENV_BIN / "ansible-playbook"), "-i", INVENTORY, "playbooks/deploy.yml",
-                             "-e", f"app_version={target}", "-e", "deploy_batch_size=1",
-                             "-e", json.dumps({"deploy_alarms": [GATE], "deploy_alarm_poll_interval": 2}), *extra],
-                            cwd=REPO, env=env_of(state), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        with under_load(state) as load, Fault(state) as fault:
-            deadline = time.monotonic() + 900
-            while time.monotonic() < deadline and proc.poll() is None:
-                in_service = {i["InstanceId"] for i in web_instances(state) if i["LifecycleState"] == "InService"}
-                running = [iid for iid, version in versions(state).items() if version == target and iid in in_service]
-                if len(running) >= hosts_before_fault:
-                    break
-                time.sleep(1)
-            fault.start()
-            out, _ = proc.communicate(timeout=1500)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    keep_log("deploy-gate", out)
-    assert proc.returncode != 0, out[-4000:]
-    return report_of(out), before, load
-
-
 FAULTY = "6.0.0"
 
 
-def faulty_release(tmp_path: Path, version: str) -> Path:
+def faulty_release(tmp_path: Path, version: str, only_while: str = "") -> Path:
     """A release of the app that passes /health but answers 500 to every third request on `/`
-    (per gunicorn worker): the app's source, copied, with that one change. Built into its own
-    dist directory (the deploy's app_artifact_local_dir), so no later build of the version in
-    dist/ can be it."""
+    (per gunicorn worker), from the start or `only_while` that file exists on the host: the
+    app's source, copied, with that one change. Built into its own dist directory (the deploy's
+    app_artifact_local_dir), so no later build of the version in dist/ can be it."""
     source = tmp_path / "app"
     shutil.copytree(REPO / "app", source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
     wsgi = source / "sampleapp" / "wsgi.py"
@@ -894,7 +903,8 @@ def faulty_release(tmp_path: Path, version: str) -> Path:
     route, names = '    if path == "/":\n', 'NAME = "sampleapp"\n'
     assert route in text and names in text, "the app's `/` route moved: update the e2e fault"
     text = text.replace(names, names + "_PAGES = __import__('itertools').count(1)\n")
-    text = text.replace(route, route + '        if next(_PAGES) % 3 == 0:\n'
+    trigger = f"__import__('os').path.exists({only_while!r}) and " if only_while else ""
+    text = text.replace(route, route + f'        if {trigger}next(_PAGES) % 3 == 0:\n'
                         '            return _json(start_response, "500 Internal Server Error", {"error": "e2e fault"})\n')
     wsgi.write_text(text)
     dist = tmp_path / "dist"
@@ -953,15 +963,107 @@ def test_a_release_answering_5xx_fires_the_shipped_alarm_in_the_canary_bake_and_
     assert_fleet_at_rest(fleet)
 
 
-def test_an_alarm_after_the_second_batch_switches_back_every_batch_newest_first(fleet):
-    report, before, load = deploy_stopped_by_the_gate(fleet, 2, "-e", "deploy_canary_bake_seconds=0",
-                                                      "-e", "deploy_bake_seconds=60")
-    assert report["stopped_by"]["kind"] == "alarm", report["stopped_by"]
+LATE_FAULTY, FAULT_FILE = "7.0.0", "/etc/sampleapp-e2e-fault"
+
+
+def test_a_fault_on_the_second_batch_fires_the_alarm_and_every_batch_goes_back_newest_first(fleet, tmp_path):
+    """Must show (issue 16): a release that goes bad only after the canary. The canary bakes
+    clean; once the second batch's host is back in service on the release, a fault is added to
+    it (its `/` starts answering 5xx), the shipped alarm fires during that batch's bake, and
+    every batch this deploy moved is switched back, newest first: the fleet ends on the previous
+    release, at rest. Every failed request was answered by the faulty host."""
+    gate = shipped_gate(fleet)
+    dist = faulty_release(tmp_path, LATE_FAULTY, only_while=FAULT_FILE)
+    gate_alarm(fleet, "OK", name=gate)
+    before = versions(fleet)
+    proc = subprocess.Popen([str(VENV_BIN / "ansible-playbook"), "-i", INVENTORY, "playbooks/deploy.yml",
+                             "-e", f"app_version={LATE_FAULTY}", "-e", f"app_artifact_local_dir={dist}",
+                             "-e", "deploy_batch_size=1", "-e", "deploy_bake_seconds=50",
+                             "-e", json.dumps({"deploy_alarms": [gate], "deploy_alarm_poll_interval": 2})],
+                            cwd=REPO, env=env_of(fleet), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    switched, faulty = [], None
+    try:
+        with Load(f"http://127.0.0.1:{fleet.data['lb_port']}/", workers=3, pause=0.1, version_of=page_version) as load:
+            deadline = time.monotonic() + 900
+            while faulty is None and time.monotonic() < deadline and proc.poll() is None:
+                in_service = {i["InstanceId"] for i in web_instances(fleet) if i["LifecycleState"] == "InService"}
+                switched += [iid for iid, version in versions(fleet).items()
+                             if version == LATE_FAULTY and iid not in switched]
+                if len(switched) >= 2 and switched[1] in in_service:
+                    faulty = switched[1]  # the second batch's host, back in service: the fault begins
+                    on_host(fleet, faulty, "touch", FAULT_FILE)
+                time.sleep(1)
+            out, _ = proc.communicate(timeout=1500)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for inst in web_instances(fleet):
+            on_host(fleet, inst["InstanceId"], "rm", "-f", FAULT_FILE)
+    keep_log("deploy-late-fault", out)
+    assert faulty, f"the second batch never came back in service: {out[-3000:]}"
+    assert proc.returncode != 0, out[-4000:]
+    report = report_of(out)
+    assert report["stopped_by"]["kind"] == "alarm" and report["stopped_by"]["alarm"] == gate, report["stopped_by"]
+    assert "target-5xx" in report["stopped_by"]["reason"], report["stopped_by"]
+    assert report["rolled_back_batches"] == [2, 1], report
+    assert versions(fleet) == before
+    failed = {target for _, target, outcome in load.answered if outcome == "HTTP 500"}
+    assert failed == {faulty}, (failed, faulty)
+    assert load.failed == sum(1 for _, _, outcome in load.answered if outcome == "HTTP 500"), load.summary()
+    assert_fleet_at_rest(fleet)
+
+
+def paused_at(state, number: int, deploy: subprocess.Popen, timeout: float = 600) -> dict:
+    """The deploy lock's checkpoint entry once the run says it is paused at checkpoint `number`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and deploy.poll() is None:
+        point = ((lock_value(state) or {}).get("data") or {}).get("checkpoint") or {}
+        if point.get("state") == "paused" and point.get("number") == number:
+            return point
+        time.sleep(1)
+    pytest.fail(f"the deploy did not pause at checkpoint {number} (exit {deploy.poll()})")
+
+
+def test_checkpoints_wait_for_an_operator_who_resumes_then_aborts_from_another_controller(fleet, tmp_path):
+    """deploy_checkpoints [30, 60] with deploy_checkpoint_wait resume, 3 hosts one per batch: the
+    rollout pauses after batch 1 and after batch 2. The operator answers with
+    playbooks/deploy-resume.yml from another controller (its own process and empty fact cache:
+    the lock's SSM record is the only channel): an answer for the wrong checkpoint is refused in
+    one line, checkpoint 1 is resumed, checkpoint 2 aborted, and the abort switches back every
+    batch, newest first, as an alarm would. No request fails."""
+    before = versions(fleet)
+    target = other_release(fleet)
+    operator = fresh_controller(tmp_path)
+    deploy = subprocess.Popen([str(VENV_BIN / "ansible-playbook"), "-i", INVENTORY, "playbooks/deploy.yml",
+                               "-e", f"app_version={target}", "-e", "deploy_batch_size=1",
+                               "-e", "deploy_canary_bake_seconds=3", "-e", "deploy_checkpoint_wait=resume",
+                               "-e", json.dumps({"deploy_checkpoints": [30, 60]})],
+                              cwd=REPO, env=env_of(fleet), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        with under_load(fleet) as load:
+            point = paused_at(fleet, 1, deploy)
+            assert (point["batch"], point["hosts_done"], point["hosts_total"]) == (1, 1, 3), point
+            wrong = playbook(fleet, "deploy-resume.yml", "-e", "deploy_resume_checkpoint=2", env=operator)
+            assert wrong.returncode != 0 and "checkpoint 1" in wrong.stdout, wrong.stdout[-3000:]
+            resumed = playbook(fleet, "deploy-resume.yml", env=operator)
+            assert resumed.returncode == 0, resumed.stdout[-3000:]
+            paused_at(fleet, 2, deploy)
+            aborted = playbook(fleet, "deploy-resume.yml", "-e", "deploy_resume=abort",
+                               "-e", "deploy_resume_reason='e2e: p99 up'", env=operator)
+            assert aborted.returncode == 0, aborted.stdout[-3000:]
+            out, _ = deploy.communicate(timeout=900)
+    finally:
+        if deploy.poll() is None:
+            deploy.kill()
+    keep_log("deploy-checkpoints", out)
+    assert deploy.returncode != 0, out[-4000:]
+    report = report_of(out)
+    assert report["stopped_by"]["kind"] == "abort" and "e2e: p99 up" in report["stopped_by"]["reason"], report["stopped_by"]
     assert report["rolled_back_batches"] == [2, 1], report
     assert versions(fleet) == before
     assert load.failed == 0, load.summary()
-    gate_alarm(fleet, "OK")
     assert_fleet_at_rest(fleet)
+
 
 def test_site_converges_the_web_hosts_over_ssm_with_the_bastion_stopped(fleet):
     """A fleet with no bastion: the plugin's `ssm` mode (inventory/local-ssm.ec2_fleet.yml, its
