@@ -165,7 +165,8 @@ class StandbyStandIn:
     (its Standby instances stay registered and "healthy"). This thread watches the emulator and
     does it, as AWS would:
 
-    * an instance in Standby still registered -> after ``drain`` seconds, deregistered;
+    * an instance in Standby still registered -> after ``drain`` seconds, deregistered (and not
+      before ``hold``, a threading.Event, is set, when one is given);
     * an InService instance of the group not registered -> after ``register_after`` seconds,
       registered on the target group's port (``reregister=False`` leaves it out, to make a
       health wait time out).
@@ -173,10 +174,10 @@ class StandbyStandIn:
     It never runs inside a module: the modules under test talk to the emulator as they would to AWS.
     """
 
-    def __init__(self, asg_name, drain=0.0, register_after=0.0, reregister=True, interval=0.2):
+    def __init__(self, asg_name, drain=0.0, register_after=0.0, reregister=True, interval=0.2, hold=None):
         import threading
 
-        self.asg_name, self.drain, self.register_after = asg_name, drain, register_after
+        self.asg_name, self.drain, self.register_after, self.hold = asg_name, drain, register_after, hold
         self.reregister, self.interval = reregister, interval
         self.deregistered, self.registered = [], []
         self._stop = threading.Event()
@@ -202,7 +203,7 @@ class StandbyStandIn:
                 for instance in group["Instances"]:
                     iid, state = instance["InstanceId"], instance["LifecycleState"]
                     is_registered = bool(registered(arn, iid))
-                    if state == "Standby" and is_registered:
+                    if state == "Standby" and is_registered and (self.hold is None or self.hold.is_set()):
                         action = ("deregister", arn, iid)
                         first = self._seen.setdefault(action, time.monotonic())
                         if time.monotonic() - first >= self.drain:

@@ -128,12 +128,14 @@ def test_25_instances_two_standby_calls_and_one_health_read_per_target_group_per
           f"in {back['api_calls']} ({back['waited_seconds']}s)")
 
 
-def terminate_once_in_standby(instance_id, stop):
-    """TEST ACTION (not a double): terminates the instance, through the API, as soon as it is in Standby."""
+def terminate_once_in_standby(instance_id, stop, done):
+    """TEST ACTION (not a double): terminates the instance, through the API, as soon as it is in
+    Standby, then sets ``done``."""
     while not stop.is_set():
         try:
             if lifecycle(instance_id) == "Standby":
                 client("ec2").terminate_instances(InstanceIds=[instance_id])
+                done.set()
                 return
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError):  # a busy emulator: ask again
             pass
@@ -157,13 +159,15 @@ class SturdyStandIn(StandbyStandIn):
 @pytest.mark.emulator
 def test_an_instance_terminated_mid_wait_fails_alone(aws):
     ids, arns, _fleet = web_fleet(size=3)
-    stop = threading.Event()
-    killer = threading.Thread(target=terminate_once_in_standby, args=(ids[0], stop), daemon=True)
+    stop, terminated = threading.Event(), threading.Event()
+    killer = threading.Thread(target=terminate_once_in_standby, args=(ids[0], stop, terminated), daemon=True)
     killer.start()
     try:
-        # The drain outlasts the killer's reaction by far, even on a loaded machine (with 3 s, a
-        # CI run saw the instance drained before it was terminated, and nothing failed).
-        with SturdyStandIn("web", drain=8.0):
+        # Nothing drains before the killer has terminated the instance, however slow the machine (a
+        # drain timed from Standby alone raced it: 3 s, then even 8 s, on a loaded machine, let the
+        # instance drain first, and nothing failed); the others then drain 3 s later, so the
+        # failure is seen while they are still waiting.
+        with SturdyStandIn("web", drain=3.0, hold=terminated):
             (out,) = run_tasks([task("out", instances=entries(ids, "web"), state="out", timeout=60)])
     finally:
         stop.set()
