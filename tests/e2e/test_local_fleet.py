@@ -978,7 +978,8 @@ def test_a_fault_on_the_second_batch_fires_the_alarm_and_every_batch_goes_back_n
     before = versions(fleet)
     proc = subprocess.Popen([str(VENV_BIN / "ansible-playbook"), "-i", INVENTORY, "playbooks/deploy.yml",
                              "-e", f"app_version={LATE_FAULTY}", "-e", f"app_artifact_local_dir={dist}",
-                             "-e", "deploy_batch_size=1", "-e", "deploy_bake_seconds=50",
+                             "-e", "deploy_batch_size=1", "-e", "deploy_bake_seconds=45",
+                             "-e", "deploy_canary_bake_seconds=0",  # the canary bakes 45 s too, not 300
                              "-e", json.dumps({"deploy_alarms": [gate], "deploy_alarm_poll_interval": 2})],
                             cwd=REPO, env=env_of(fleet), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     switched, faulty = [], None
