@@ -9,12 +9,13 @@ import subprocess
 import threading
 import time
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import boto3
+import http_target
 import pytest
 from ansible_collections.ec2fleet.fleet.plugins.module_utils.deploy import cloudwatch_dimension
 
+from ec2fleet.emulator import free_port
 from ec2fleet.localfleet import lbmetrics
 from ec2fleet.localfleet.balancer import TARGET_HEADER, Balancer, listener, render
 from ec2fleet.localfleet.load import Load
@@ -57,36 +58,15 @@ def test_haproxy_accepts_the_config_with_empty_and_full_backends(tmp_path):
 
 
 
-class _App(BaseHTTPRequestHandler):
-    """A target: /health answers 200, / answers 500 on every other request (a faulty release)."""
-    count = 0
-
-    def do_GET(self):
-        if self.path == "/":
-            type(self).count += 1
-        failing = self.path == "/" and type(self).count % 2 == 0
-        body = b'{"version": "9.0.0"}'
-        self.send_response(500 if failing else 200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.mark.skipif(shutil.which("haproxy") is None, reason="needs haproxy (tools/platform packages)")
 def test_every_answer_names_the_instance_that_gave_it_and_the_load_records_it(tmp_path):
-    app = ThreadingHTTPServer(("127.0.0.1", 0), _App)
-    threading.Thread(target=app.serve_forever, daemon=True).start()
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    app = http_target.serve()
+    port = free_port()
     balancer = Balancer(tmp_path)
     try:
         balancer.apply({"web": listener(f"127.0.0.1:{port}", {"i-0abc": "127.0.0.1"}, port=app.server_port)})
         assert f"http-response set-header {TARGET_HEADER} %s" in balancer.config.read_text()
-        with Load(f"http://127.0.0.1:{port}/", workers=1, pause=0.05) as load:
+        with Load(f"http://127.0.0.1:{port}/?fail_every=2", workers=1, pause=0.05) as load:
             deadline = time.monotonic() + 20
             while time.monotonic() < deadline and len(load.answered) < 10:
                 time.sleep(0.1)
@@ -95,7 +75,7 @@ def test_every_answer_names_the_instance_that_gave_it_and_the_load_records_it(tm
         app.shutdown()
     outcomes = {outcome for _, _, outcome in load.answered}
     assert {target for _, target, _ in load.answered} == {"i-0abc"}, load.answered
-    assert outcomes == {"9.0.0", "HTTP 500"}, load.answered  # a 5xx answer names its target too
+    assert outcomes == {http_target.VERSION, "HTTP 500"}, load.answered  # a 5xx answer names its target too
     assert load.failed == sum(1 for _, _, outcome in load.answered if outcome == "HTTP 500")
 
 

@@ -6,13 +6,12 @@ from __future__ import annotations
 import shutil
 import socket
 import threading
-import time
 import urllib.request
 from collections import Counter
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import boto3
+import http_target
 import pytest
 from ansible_collections.ec2fleet.fleet.plugins.module_utils.deploy import DeployError, cloudwatch_dimension
 from deploy_support import wait_for
@@ -148,22 +147,6 @@ def test_publisher_puts_response_time_distributions_and_host_counts(aws):
     assert values["healthy_min"] == [2] and values["healthy_avg"] == [2.5] and values["unhealthy_max"] == [1]
 
 
-class SlowApp(BaseHTTPRequestHandler):
-    """A target: /health answers at once, / after `?ms=N` milliseconds."""
-
-    def do_GET(self):
-        if self.path.startswith("/?ms="):
-            time.sleep(int(self.path.split("=")[1]) / 1000)
-        body = b"ok"
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.mark.skipif(shutil.which("haproxy") is None, reason="needs haproxy (tools/platform packages)")
 @pytest.mark.parametrize("depth", [0, 3], ids=["state-dir", "state-dir-too-deep-for-a-socket-path"])
 def test_haproxy_logs_each_request_with_its_response_time(tmp_path, depth):
@@ -172,8 +155,7 @@ def test_haproxy_logs_each_request_with_its_response_time(tmp_path, depth):
     state_dir = tmp_path.joinpath(*["a-directory-deep-in-a-checkout"] * depth)
     state_dir.mkdir(parents=True, exist_ok=True)
     assert (len(str(state_dir / "haproxy-requests.sock")) > 97) == bool(depth)
-    app = ThreadingHTTPServer(("127.0.0.1", 0), SlowApp)
-    threading.Thread(target=app.serve_forever, daemon=True).start()
+    app = http_target.serve()
     balancer = Balancer(state_dir)
     assert balancer.socket.resolve().parent == state_dir.resolve()
     log = lbmetrics.RequestLog(balancer.request_log)
