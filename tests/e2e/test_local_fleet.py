@@ -56,6 +56,14 @@ def playbook(state, name: str, *extra: str, timeout: int = 1500, env: dict | Non
     return proc
 
 
+def deploy_in_background(state, *extra: str, env: dict | None = None) -> subprocess.Popen:
+    """`deploy.yml` with `extra` arguments, running while the test acts; its output (stdout and
+    stderr) is read with communicate()."""
+    return subprocess.Popen([str(VENV_BIN / "ansible-playbook"), "-i", INVENTORY, "playbooks/deploy.yml", *extra],
+                            cwd=REPO, env={**env_of(state), **(env or {})}, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
 def fab(state, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
     """An ops task (`tools/fleet <task>`, i.e. Fabric) against the fleet."""
     return subprocess.run([str(VENV_BIN / "fab"), *args], cwd=REPO, env=env_of(state), capture_output=True, text=True,
@@ -375,9 +383,7 @@ def _killed_mid_batch_then_rerun(fleet):
 def test_failure_in_second_batch_keeps_first_and_rolls_back_only_the_failed_batch(fleet):
     # Batches of one: canary, then two more. Once the canary is in Standby (so it is known), every
     # other host gets a fault for 4.0.0: the second batch fails, the third must not start.
-    proc = subprocess.Popen([str(VENV_BIN / "ansible-playbook"), "-i", INVENTORY, "playbooks/deploy.yml",
-                             "-e", "app_version=4.0.0", "-e", "deploy_batch_size=1"], cwd=REPO, env=env_of(fleet),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = deploy_in_background(fleet, "-e", "app_version=4.0.0", "-e", "deploy_batch_size=1")
     canary = None
     try:
         with under_load(fleet) as load:
@@ -573,9 +579,7 @@ def test_canary_that_stops_answering_fails_the_deploy_and_cleanup_still_runs(fle
     quick = {"ANSIBLE_SSH_ARGS": "-o ControlMaster=auto -o ControlPersist=300s -o ServerAliveInterval=3 "
                                  "-o ServerAliveCountMax=2 -o StrictHostKeyChecking=yes",
              "ANSIBLE_SSH_RETRIES": "1", "ANSIBLE_TIMEOUT": "30"}
-    proc = subprocess.Popen([str(VENV_BIN / "ansible-playbook"), "-i", INVENTORY, "playbooks/deploy.yml",
-                             "-e", "app_version=5.0.0", "-e", "deploy_batch_size=1"], cwd=REPO,
-                            env={**env_of(fleet), **quick}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = deploy_in_background(fleet, "-e", "app_version=5.0.0", "-e", "deploy_batch_size=1", env=quick)
     canary = None
     try:
         with under_load(fleet) as load:
@@ -727,9 +731,7 @@ def test_instance_replaced_during_a_deploy_is_left_alone_and_its_replacement_end
     local fleet)."""
     asg = fleet.clients("autoscaling")
     before = {i["InstanceId"] for i in web_instances(fleet)}
-    proc = subprocess.Popen([str(VENV_BIN / "ansible-playbook"), "-i", INVENTORY, "playbooks/deploy.yml",
-                             "-e", "app_version=3.0.0", "-e", "deploy_batch_size=1"], cwd=REPO, env=env_of(fleet),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = deploy_in_background(fleet, "-e", "app_version=3.0.0", "-e", "deploy_batch_size=1")
     try:
         with under_load(fleet) as load:
             wait_for_canary(fleet, proc)
@@ -983,12 +985,10 @@ def test_a_fault_on_the_second_batch_fires_the_alarm_and_every_batch_goes_back_n
     dist = faulty_release(tmp_path, LATE_FAULTY, only_while=FAULT_FILE)
     gate_alarm(fleet, "OK", name=gate)
     before = versions(fleet)
-    proc = subprocess.Popen([str(VENV_BIN / "ansible-playbook"), "-i", INVENTORY, "playbooks/deploy.yml",
-                             "-e", f"app_version={LATE_FAULTY}", "-e", f"app_artifact_local_dir={dist}",
-                             "-e", "deploy_batch_size=1", "-e", "deploy_bake_seconds=45",
-                             "-e", "deploy_canary_bake_seconds=0",  # the canary bakes 45 s too, not 300
-                             "-e", json.dumps({"deploy_alarms": [gate], "deploy_alarm_poll_interval": 2})],
-                            cwd=REPO, env=env_of(fleet), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = deploy_in_background(fleet, "-e", f"app_version={LATE_FAULTY}", "-e", f"app_artifact_local_dir={dist}",
+                                "-e", "deploy_batch_size=1", "-e", "deploy_bake_seconds=45",
+                                "-e", "deploy_canary_bake_seconds=0",  # the canary bakes 45 s too, not 300
+                                "-e", json.dumps({"deploy_alarms": [gate], "deploy_alarm_poll_interval": 2}))
     switched, faulty = [], None
     try:
         with Load(f"http://127.0.0.1:{fleet.data['lb_port']}/", workers=3, pause=0.1, version_of=page_version) as load:
@@ -1042,11 +1042,9 @@ def test_checkpoints_wait_for_an_operator_who_resumes_then_aborts_from_another_c
     before = versions(fleet)
     target = other_release(fleet)
     operator = fresh_controller(tmp_path)
-    deploy = subprocess.Popen([str(VENV_BIN / "ansible-playbook"), "-i", INVENTORY, "playbooks/deploy.yml",
-                               "-e", f"app_version={target}", "-e", "deploy_batch_size=1",
-                               "-e", "deploy_canary_bake_seconds=3", "-e", "deploy_checkpoint_wait=resume",
-                               "-e", json.dumps({"deploy_checkpoints": [30, 60]})],
-                              cwd=REPO, env=env_of(fleet), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deploy = deploy_in_background(fleet, "-e", f"app_version={target}", "-e", "deploy_batch_size=1",
+                                  "-e", "deploy_canary_bake_seconds=3", "-e", "deploy_checkpoint_wait=resume",
+                                  "-e", json.dumps({"deploy_checkpoints": [30, 60]}))
     try:
         with under_load(fleet) as load:
             point = paused_at(fleet, 1, deploy)
