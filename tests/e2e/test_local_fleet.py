@@ -7,6 +7,7 @@ The tests run in file order and share one fleet; each builds on the state the pr
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import os
@@ -91,12 +92,16 @@ def keep_log(name: str, text: str) -> None:
     (log / f"{name}-{int(time.time())}.log").write_text(text)
 
 
-def under_load(state) -> Load:
+def under_load(state, page: bool = False) -> Load:
     """Requests through the balancer for as long as the `with` block lasts (each test asserts
     that none failed wherever the deploy promises zero downtime): about 30 a second, enough to
     hit a target that is sent traffic while out of service (the drain is 5 s), and not so many
     that the load takes the 2 cores from the deploy (unthrottled, 3 workers made the e2e stage
-    38 min instead of 27)."""
+    38 min instead of 27). To `/version`, or with `page` to the app's `/` page ("<greeting>
+    <version>"), the one a faulty release fails."""
+    if page:
+        return Load(f"http://127.0.0.1:{state.data['lb_port']}/", workers=3, pause=0.1,
+                    version_of=lambda body: body.decode().split()[-1])
     return Load(f"http://127.0.0.1:{state.data['lb_port']}/version", workers=3, pause=0.1)
 
 
@@ -835,6 +840,9 @@ class Fault:
 
     def __init__(self, state):
         self.cloudwatch = state.clients("cloudwatch")
+        self.cloudwatch.put_metric_alarm(AlarmName=GATE, Namespace="e2e", MetricName="Fault", Statistic="Maximum",
+                                         Period=10, EvaluationPeriods=1, Threshold=0.5,  # 10 s, as the local fleet's
+                                         ComparisonOperator="GreaterThanThreshold", TreatMissingData="notBreaching")
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._feed, daemon=True)
 
@@ -854,15 +862,10 @@ class Fault:
 
 
 def gate_alarm(state, wanted: str, timeout: float = 120, name: str = GATE) -> None:
-    """The gate alarm `name` (by default the test's own, made here: 10 s periods, as the local
-    fleet's alarms) is `wanted`; OK only once it has stayed OK for 20 s (two periods and the
-    evaluator's settle time): a fault of an earlier test may still be in the last period, and
-    would fire it moments later."""
+    """The gate alarm `name` (metric or composite; by default the one Fault makes) is `wanted`;
+    OK only once it has stayed OK for 20 s (two periods and the evaluator's settle time): a
+    fault of an earlier test may still be in the last period, and would fire it moments later."""
     cloudwatch = state.clients("cloudwatch")
-    if name == GATE and not cloudwatch.describe_alarms(AlarmNames=[GATE])["MetricAlarms"]:
-        cloudwatch.put_metric_alarm(AlarmName=GATE, Namespace="e2e", MetricName="Fault", Statistic="Maximum",
-                                    Period=10, EvaluationPeriods=1, Threshold=0.5,
-                                    ComparisonOperator="GreaterThanThreshold", TreatMissingData="notBreaching")
     steady = 20 if wanted == "OK" else 0
     deadline, since = time.monotonic() + timeout, None
     while time.monotonic() < deadline:
@@ -922,9 +925,10 @@ def faulty_release(tmp_path: Path, version: str, only_while: str = "") -> Path:
     return dist
 
 
+@functools.cache
 def shipped_gate(state) -> str:
     """playbooks/deploy-alarms.yml's alarms for the web tier, as an operator makes them (log
-    groups first); the name of the composite alarm a deploy is gated on."""
+    groups first), once per fleet; the name of the composite alarm a deploy is gated on."""
     for name, extra in (("cloudwatch_log_groups.yml", ["-e", "cloudwatch_agent_env=local"]), ("deploy-alarms.yml", [])):
         proc = playbook(state, name, *extra)
         assert proc.returncode == 0, proc.stdout[-3000:]
@@ -933,9 +937,19 @@ def shipped_gate(state) -> str:
     return gate
 
 
-def page_version(body: bytes) -> str:
-    """The version in the app's `/` page ("<greeting> <version>")."""
-    return body.decode().split()[-1]
+def answered_5xx(load: Load) -> set[str]:
+    """The instances that answered 500; every failed request of the load is one of those answers
+    (none failed otherwise: no refused connection, no other status, no answer without a target)."""
+    answers = [target for _, target, outcome in load.answered if outcome == "HTTP 500"]
+    assert load.failed == len(answers), load.summary()
+    return set(answers)
+
+
+def assert_stopped_by_target_5xx(report: dict, gate: str, rolled_back: list[int]) -> None:
+    stopped = report["stopped_by"]
+    assert stopped["kind"] == "alarm" and stopped["alarm"] == gate, stopped
+    assert "target-5xx" in stopped["reason"], stopped
+    assert report["rolled_back_batches"] == rolled_back, report
 
 
 def test_a_release_answering_5xx_fires_the_shipped_alarm_in_the_canary_bake_and_only_the_canary_goes_back(
@@ -948,26 +962,20 @@ def test_a_release_answering_5xx_fires_the_shipped_alarm_in_the_canary_bake_and_
     dist = faulty_release(tmp_path, FAULTY)
     gate_alarm(fleet, "OK", name=gate)
     before = versions(fleet)
-    with Load(f"http://127.0.0.1:{fleet.data['lb_port']}/", workers=3, pause=0.1, version_of=page_version) as load:
+    with under_load(fleet, page=True) as load:
         proc = playbook(fleet, "deploy.yml", "-e", f"app_version={FAULTY}", "-e", f"app_artifact_local_dir={dist}",
                         "-e", "deploy_batch_size=1", "-e", "deploy_canary_bake_seconds=120",
                         "-e", json.dumps({"deploy_alarms": [gate], "deploy_alarm_poll_interval": 2}))
     assert proc.returncode != 0, proc.stdout[-4000:]
     report = report_of(proc.stdout)
-    stopped = report["stopped_by"]
-    assert stopped["kind"] == "alarm" and stopped["alarm"] == gate, stopped
-    assert "target-5xx" in stopped["reason"], stopped
-    assert report["rolled_back_batches"] == [1], report
+    assert_stopped_by_target_5xx(report, gate, [1])
     batches = report["batches"]
     (canary,) = batches[0]["hosts"]
     assert canary["status"] == "rolled_back", batches
     assert all(h["status"] == "not_started" for b in batches[1:] for h in b["hosts"]), batches
     assert versions(fleet) == before
     canary_id = _names_by_instance(fleet)[canary["host"]]
-    failed = [(second, target) for second, target, outcome in load.answered if outcome == "HTTP 500"]
-    assert failed, f"the faulty release served no request: {load.summary()}"
-    assert {target for _, target in failed} == {canary_id}, failed
-    assert load.failed == len(failed), load.summary()  # nothing failed that the canary did not answer
+    assert answered_5xx(load) == {canary_id}, load.summary()  # nothing failed that the canary did not answer
     assert {o for _, target, o in load.answered if target != canary_id} <= set(before.values())
     assert_fleet_at_rest(fleet)
 
@@ -991,7 +999,7 @@ def test_a_fault_on_the_second_batch_fires_the_alarm_and_every_batch_goes_back_n
                                 "-e", json.dumps({"deploy_alarms": [gate], "deploy_alarm_poll_interval": 2}))
     switched, faulty = [], None
     try:
-        with Load(f"http://127.0.0.1:{fleet.data['lb_port']}/", workers=3, pause=0.1, version_of=page_version) as load:
+        with under_load(fleet, page=True) as load:
             deadline = time.monotonic() + 900
             while faulty is None and time.monotonic() < deadline and proc.poll() is None:
                 in_service = {i["InstanceId"] for i in web_instances(fleet) if i["LifecycleState"] == "InService"}
@@ -1010,14 +1018,9 @@ def test_a_fault_on_the_second_batch_fires_the_alarm_and_every_batch_goes_back_n
     keep_log("deploy-late-fault", out)
     assert faulty, f"the second batch never came back in service: {out[-3000:]}"
     assert proc.returncode != 0, out[-4000:]
-    report = report_of(out)
-    assert report["stopped_by"]["kind"] == "alarm" and report["stopped_by"]["alarm"] == gate, report["stopped_by"]
-    assert "target-5xx" in report["stopped_by"]["reason"], report["stopped_by"]
-    assert report["rolled_back_batches"] == [2, 1], report
+    assert_stopped_by_target_5xx(report_of(out), gate, [2, 1])
     assert versions(fleet) == before
-    failed = {target for _, target, outcome in load.answered if outcome == "HTTP 500"}
-    assert failed == {faulty}, (failed, faulty)
-    assert load.failed == sum(1 for _, _, outcome in load.answered if outcome == "HTTP 500"), load.summary()
+    assert answered_5xx(load) == {faulty}, (load.summary(), faulty)
     assert_fleet_at_rest(fleet)
 
 
