@@ -21,7 +21,15 @@ from ec2fleet import emulator, known_hosts, progress
 from ec2fleet.aws import REPO
 from ec2fleet.localfleet import containers
 from ec2fleet.localfleet.state import FleetState
-from ec2fleet.localfleet.world import DEFAULT_GROUP, FleetSpec, GroupSpec, World, parse_groups, vpc_cidr, vpc_prefix
+from ec2fleet.localfleet.world import (
+    DEFAULT_GROUP,
+    FleetSpec,
+    GroupSpec,
+    World,
+    network_gateway,
+    parse_groups,
+    vpc_cidr,
+)
 
 # The launch template's user data: on AWS it would call the controller back (docs/bootstrap.md);
 # here fleetd is the callback receiver, so the instance only records the request.
@@ -105,7 +113,7 @@ def up(size: int = 4, name: str = "local", timeout: float = 300, user_data: str 
     with progress.heartbeat("fleet: agent test doubles"):
         build_agent_doubles(state)
     # The containers' network is the VPC: instance private IPs are container addresses.
-    containers.ensure_network(state.data["network"], vpc_cidr(name), f"{vpc_prefix(name)}.0.1")
+    containers.ensure_network(state.data["network"], vpc_cidr(name), network_gateway(name))
     spec = FleetSpec(name=name, size=size, groups=spec.groups, public_key=state.public_key(),
                      user_data=user_data or CALLBACK_USER_DATA)
     ports = _allocate_ports(state, spec.target_group_names())

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ec2fleet.aws import REPO, client_layer
 from ec2fleet.emulator import DUMMY_CREDENTIALS
+from ec2fleet.localfleet.world import network_gateway
 
 STATE_ROOT = Path(os.environ.get("EC2FLEET_LOCAL_STATE", REPO / ".cache" / "localfleet"))
 
@@ -66,6 +67,7 @@ class FleetState:
             "EC2FLEET_LOCAL_SSH_CA": str(self.ssh_ca_dir),
             "EC2FLEET_LOCAL_BASTION_ID": str(self.data.get("bastion_instance_id", "")),
             "EC2FLEET_LOCAL_DOUBLES": str(self.dir / "doubles"),
+            "EC2FLEET_LOCAL_CONTROLLER_ADDRESS": network_gateway(self.name),
         }
 
     def clients(self, service: str, region: str | None = None):

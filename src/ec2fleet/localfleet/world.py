@@ -39,6 +39,12 @@ def vpc_cidr(fleet: str) -> str:
     return f"{vpc_prefix(fleet)}.0.0/16"
 
 
+def network_gateway(fleet: str) -> str:
+    """The container network's gateway: the address the controller's connections to published
+    ports (the bastion's SSH) arrive from."""
+    return f"{vpc_prefix(fleet)}.0.1"
+
+
 @dataclass(frozen=True)
 class GroupSpec:
     """One more Auto Scaling Group beside `web`.
