@@ -98,8 +98,8 @@ def up(c, size=4, converge=True, groups=""):
         _playbook(c, LOCAL_INVENTORY, "playbooks/site.yml")
         state.set_flag("converged")  # from now on, new instances are converged at boot by fleetd
     url = f"http://127.0.0.1:{state.data['lb_port']}/"
-    print(f"\nload balancer: {url}  (bastion: ssh -p {state.data['bastion_port']} admin@127.0.0.1 "
-          f"-i {state.key_path})")
+    print(f"\nload balancer: {url}  (bastion: ssh -i {state.key_path} -o UserKnownHostsFile={state.known_hosts_path} "
+          f"admin@{state.data['bastion_public_ip']})")
     others = {tg: u for tg, u in control.lb_urls(state).items() if u != url}
     for tg, other in others.items():
         print(f"load balancer, target group {tg}: {other}")
@@ -256,7 +256,8 @@ def _is_local(inventory: str) -> bool:
       help={"inventory": f"inventory file (default {LOCAL_INVENTORY})",
             "ca_public_key": "host CA public key file; twice during a rotation (old and new). "
                              "Default on the local fleet: its own CA",
-            "ranges": "address ranges, comma-separated CIDRs (default: the VPCs of the inventory's hosts)",
+            "ranges": "address ranges, comma-separated CIDRs (default: the VPCs of the inventory's hosts, and "
+                      "their public addresses and DNS names)",
             "names": "more host patterns, comma-separated (default i-*: hosts reached by instance id)",
             "file": "known_hosts file (default ~/.ssh/known_hosts; on the local fleet, its own)"})
 def known_hosts(c, inventory=LOCAL_INVENTORY, ca_public_key=None, ranges="", names="i-*", file=""):
@@ -271,10 +272,13 @@ def known_hosts(c, inventory=LOCAL_INVENTORY, ca_public_key=None, ranges="", nam
         raise SystemExit("known-hosts: give the host CA's public key with --ca-public-key (twice during a rotation)")
     try:
         cas = [Path(path).expanduser().read_text().strip() for path in ca_public_key]
-        cidrs = [r.strip() for r in ranges.split(",") if r.strip()] or ops.vpc_ranges(
-            list(_inventory(inventory).hosts.values()))
+        cidrs = [r.strip() for r in ranges.split(",") if r.strip()]
+        public = []
+        if not cidrs:  # from the inventory: its VPCs, and the public addresses hosts are reached at
+            hosts = list(_inventory(inventory).hosts.values())
+            cidrs, public = ops.vpc_ranges(hosts), ops.public_addresses(hosts)
         name = Path(inventory).name.split(".")[0]
-        lines = known_hosts_file.ca_lines(name, cidrs, names.split(","), cas)
+        lines = known_hosts_file.ca_lines(name, cidrs, names.split(",") + public, cas)
         target = Path(file or ("~/.ssh/known_hosts" if not local else control.load().known_hosts_path)).expanduser()
         changed = known_hosts_file.write(target, name, lines)
     except (OSError, CertError) as exc:

@@ -259,6 +259,16 @@ def test_bastion_ssh_args_pass_through_as_written(behind_bastion, tmp_path):
     assert shlex.split(proxy.split("=", 1)[1])[6:] == ["UserKnownHostsFile=/etc/fleet known_hosts", "-i", "~/.ssh/fleet", f"admin@{jump_ip}"]
 
 
+def test_bastion_ssh_args_from_the_environment_unless_the_file_sets_them(behind_bastion, tmp_path, monkeypatch):
+    # A key or known_hosts path that differs per controller (the local fleet's, a CI runner's).
+    from_env = "-o StrictHostKeyChecking=yes -o UserKnownHostsFile=/run/ci/known_hosts -i /run/ci/fleet"
+    monkeypatch.setenv("EC2FLEET_BASTION_SSH_ARGS", from_env)
+    app, jump_ip, _ = wired(tmp_path, "env", bastion_user="admin")
+    assert app["ansible_ssh_common_args"] == f'-o ProxyCommand="ssh -W %h:%p {from_env} admin@{jump_ip}"'
+    app, jump_ip, _ = wired(tmp_path, "file", bastion_user="admin", bastion_ssh_args="-o StrictHostKeyChecking=yes -i k")
+    assert app["ansible_ssh_common_args"] == f'-o ProxyCommand="ssh -W %h:%p -o StrictHostKeyChecking=yes -i k admin@{jump_ip}"'
+
+
 def test_empty_bastion_ssh_args_keep_proxyjump(behind_bastion, tmp_path):
     # The operator's choice, documented: the hop then follows ~/.ssh/config.
     app, jump_ip, _ = wired(tmp_path, "jump", bastion_ssh_args="", bastion_user="jump", bastion_port=2222)

@@ -68,7 +68,7 @@ def loop(aws, tmp_path, monkeypatch):
     ports = {"web": emulator.free_port(), "second": emulator.free_port()}
     state = FleetState(tmp_path, {
         "name": FLEET, "endpoint": aws.endpoint_url, "region": aws.region, "network": "none", "image": "none",
-        "bastion_port": emulator.free_port(), "lb_port": ports["web"], "lb_ports": ports, **ids})
+        "public_network": "none", "lb_port": ports["web"], "lb_ports": ports, **ids})
     state.save()
     fake = FakeContainers(tmp_path / "haproxy.cfg")
     monkeypatch.setattr(fleetd.containers, "list_fleet", fake.list_fleet)

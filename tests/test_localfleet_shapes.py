@@ -3,11 +3,13 @@ built in the emulator without containers; and today's default left exactly as it
 
 from __future__ import annotations
 
+import ipaddress
+
 import boto3
 import pytest
 
 from ec2fleet.localfleet import control
-from ec2fleet.localfleet.world import FleetSpec, GroupSpec, World, fleet_groups, parse_groups
+from ec2fleet.localfleet.world import FleetSpec, GroupSpec, World, fleet_groups, parse_groups, public_network
 
 
 # -- the spec and its text form ------------------------------------------------------------------
@@ -108,6 +110,22 @@ def test_default_fleet_is_one_web_asg_of_four_min_zero(aws):
     tags = instance_tags([i["InstanceId"] for i in web["Instances"]])
     assert {t["Name"] for t in tags.values()} == {"web"} and {t["Role"] for t in tags.values()} == {"web"}
     assert len({t["_az"] for t in tags.values()}) == 3
+
+
+@pytest.mark.emulator
+def test_the_bastion_has_an_elastic_ip_on_the_fleets_public_network_once(aws):
+    # The address the inventory plugin wires the bastion at: its own /28 of TEST-NET-3 per fleet.
+    ids = World(clients, FleetSpec(name="pub", size=1)).ensure()
+    subnet, gateway, address = public_network("pub")
+    assert ids["bastion_public_ip"] == address and ipaddress.ip_address(address) in ipaddress.ip_network(subnet)
+    assert ipaddress.ip_network(subnet).subnet_of(ipaddress.ip_network("203.0.113.0/24"))
+    assert gateway != address and public_network("local") == ("203.0.113.0/28", "203.0.113.1", "203.0.113.10")
+    bastion = clients("ec2").describe_instances(InstanceIds=[ids["bastion_instance_id"]])["Reservations"][0]["Instances"][0]
+    assert bastion["PublicIpAddress"] == address
+    again = World(clients, FleetSpec(name="pub", size=1)).ensure()
+    assert again["bastion_public_ip"] == address
+    addresses = clients("ec2").describe_addresses(Filters=[{"Name": "public-ip", "Values": [address]}])["Addresses"]
+    assert [a["InstanceId"] for a in addresses] == [ids["bastion_instance_id"]]
 
 
 @pytest.mark.emulator

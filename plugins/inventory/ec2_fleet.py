@@ -267,8 +267,12 @@ options:
       - Empty - C(-o ProxyJump=[user@]bastion[:port]); the hop then follows C(~/.ssh/config)
         (OpenSSH's default is C(StrictHostKeyChecking=ask)).
       - Must not contain double quotes, backslashes or newlines.
+      - From the environment when the inventory file does not set it (a key or known_hosts path
+        that differs per controller, such as a CI runner's).
     type: str
     default: -o StrictHostKeyChecking=yes
+    env:
+      - name: EC2FLEET_BASTION_SSH_ARGS
   ssh_via_bastion:
     description:
       - V(when_private) - hosts without a public address go through their VPC's bastion, others connect directly.

@@ -29,7 +29,7 @@ from ssh_support import keygen
 from ec2fleet import emulator
 from ec2fleet.localfleet import containers, control
 from ec2fleet.localfleet.load import Load
-from ec2fleet.localfleet.world import FleetSpec, World, network_gateway, vpc_cidr
+from ec2fleet.localfleet.world import FleetSpec, World, network_gateway, public_network, vpc_cidr
 from ec2fleet.ops import plain
 
 REPO = Path(__file__).resolve().parents[2]
@@ -79,10 +79,9 @@ def strict_ssh(known_hosts: Path, key: Path, *options: str) -> list[str]:
 
 
 def at_bastion(state) -> list[str]:
-    """ssh's destination for the bastion: 127.0.0.1 and its published port, checked under its
-    instance id (a principal of its host certificate)."""
-    return ["-o", f"HostKeyAlias={state.data['bastion_instance_id']}", "-p", str(state.data["bastion_port"]),
-            "admin@127.0.0.1"]
+    """ssh's destination for the bastion: its public address (its Elastic IP in the emulator, a
+    principal of its host certificate)."""
+    return [f"admin@{state.data['bastion_public_ip']}"]
 
 
 def keep_log(name: str, text: str) -> None:
@@ -518,7 +517,7 @@ def test_an_operator_certificate_opens_the_bastion_and_the_hop_an_expired_one_do
         result = ssh(refused, *bastion)
         assert result.returncode == 255 and "Permission denied" in result.stderr, (refused, result.stderr)
     ignored = on_host(fleet, fleet.data["bastion_instance_id"], "fail2ban-client", "get", "sshd", "ignoreip")
-    assert network_gateway(fleet.name) in ignored, ignored
+    assert network_gateway(fleet.name) in ignored and public_network(fleet.name)[1] in ignored, ignored
 
 
 def test_host_ca_rotation_with_an_overlap_loses_no_access(fleet, tmp_path):
@@ -558,7 +557,7 @@ def test_host_ca_rotation_with_an_overlap_loses_no_access(fleet, tmp_path):
     trust(Path(f"{new}.pub"))
     every_host_answers("new-ca-alone")
     stale = tmp_path / "known_hosts_old_ca_only"
-    stale.write_text(f"@cert-authority 127.0.0.1,i-* {old_pub.read_text().strip()}\n")
+    stale.write_text(f"@cert-authority {fleet.data['bastion_public_ip']},i-* {old_pub.read_text().strip()}\n")
     refused = subprocess.run([*strict_ssh(stale, fleet.key_path), *at_bastion(fleet), "true"],
                              capture_output=True, text=True, timeout=60)
     assert refused.returncode == 255 and "Host key verification failed" in refused.stderr, refused.stderr

@@ -65,8 +65,10 @@ def list_fleet(fleet: str) -> dict[str, dict]:
     return found
 
 
-def start(fleet: str, network: str, image: str, instance: dict, publish_ssh: str | None = None,
+def start(fleet: str, network: str, image: str, instance: dict, public: tuple[str, str] | None = None,
           extra_caps: tuple[str, ...] = ()) -> str:
+    """Run the instance's container at its private IP on the VPC's network; ``public`` (a network
+    and the instance's public IP) adds an interface there, where the controller reaches it."""
     iid = instance["InstanceId"]
     name = container_name(fleet, iid)
     ip = instance["PrivateIpAddress"]
@@ -76,9 +78,9 @@ def start(fleet: str, network: str, image: str, instance: dict, publish_ssh: str
             "--label", f"io.ec2fleet.instance-id={iid}", *SYSTEMD_ARGS]
     for cap in extra_caps:
         args += ["--cap-add", cap]
-    if publish_ssh:
-        args += ["-p", f"{publish_ssh}:22"]
     docker(*args, image, "/lib/systemd/systemd")
+    if public:
+        docker("network", "connect", "--ip", public[1], public[0], name)
     return name
 
 

@@ -28,6 +28,7 @@ from ec2fleet.localfleet.world import (
     World,
     network_gateway,
     parse_groups,
+    public_network,
     vpc_cidr,
 )
 
@@ -71,7 +72,7 @@ def describe(spec: FleetSpec) -> str:
 def _allocate_ports(state: FleetState, target_groups: list[str]) -> dict[str, int]:
     """A 127.0.0.1 port for each target group's listener: `web` keeps lb_port; kept across `up`s."""
     ports = {DEFAULT_GROUP: state.data["lb_port"], **state.data.get("lb_ports", {})}
-    taken = set(ports.values()) | {state.data.get("bastion_port"), state.data.get("emulator_port")}
+    taken = set(ports.values()) | {state.data.get("emulator_port")}
     for name in target_groups:
         while name not in ports:
             port = emulator.free_port()
@@ -98,14 +99,18 @@ def up(size: int = 4, name: str = "local", timeout: float = 300, user_data: str 
         server = emulator.MotoServer().start(detach=True)
         state = FleetState.create(
             name, endpoint=server.endpoint_url, emulator_pid=server.pid, emulator_port=server.port,
-            region=server.region, bastion_port=emulator.free_port(), lb_port=emulator.free_port(),
-            network=f"ec2fleet-{name}", image=image, console_dir=str(server.console_dir),
+            region=server.region, lb_port=emulator.free_port(), network=f"ec2fleet-{name}",
+            public_network=f"ec2fleet-{name}-public", image=image, console_dir=str(server.console_dir),
         )
         _say(f"emulator on {server.endpoint_url} (pid {server.pid})")
     if "console_dir" not in state.data:
         # Its emulator cannot serve console output: new instances could not be met without trust
         # on first use (playbooks/reach.yml), and its known_hosts holds keys learnt that way.
         raise RuntimeError(f"the {name} fleet was made before SSH certificates: `tools/fleet down`, then `up` again")
+    if "public_network" not in state.data:
+        # Its bastion has no public address the controller reaches, nor a certificate for one.
+        raise RuntimeError(f"the {name} fleet was made before its bastion had a public address: "
+                           "`tools/fleet down`, then `up` again")
     state.data["image"] = image
     state.ensure_key()
     state.ensure_ssh_cas()
@@ -114,6 +119,8 @@ def up(size: int = 4, name: str = "local", timeout: float = 300, user_data: str 
         build_agent_doubles(state)
     # The containers' network is the VPC: instance private IPs are container addresses.
     containers.ensure_network(state.data["network"], vpc_cidr(name), network_gateway(name))
+    public_subnet, public_gateway, _ = public_network(name)
+    containers.ensure_network(state.data["public_network"], public_subnet, public_gateway)
     spec = FleetSpec(name=name, size=size, groups=spec.groups, public_key=state.public_key(),
                      user_data=user_data or CALLBACK_USER_DATA)
     ports = _allocate_ports(state, spec.target_group_names())
@@ -135,12 +142,12 @@ def up(size: int = 4, name: str = "local", timeout: float = 300, user_data: str 
 
 def trust_host_ca(state: FleetState) -> None:
     """The fleet's known_hosts holds only the @cert-authority line of its host CA: its VPC's
-    addresses and the instance ids (the bastion is reached on 127.0.0.1 under its instance id,
-    HostKeyAlias in inventory/local.ec2_fleet.yml). Lines an older checkout learnt on first use
-    are dropped."""
+    addresses, its public addresses (the bastion's) and the instance ids (hosts reached over
+    SSM). Lines an older checkout learnt on first use are dropped."""
     state.known_hosts_path.unlink(missing_ok=True)
     known_hosts.write(state.known_hosts_path, state.name, known_hosts.ca_lines(
-        state.name, [vpc_cidr(state.name)], ["i-*"], [(state.ssh_ca_dir / "host_ca.pub").read_text().strip()]))
+        state.name, [vpc_cidr(state.name), public_network(state.name)[0]], ["i-*"],
+        [(state.ssh_ca_dir / "host_ca.pub").read_text().strip()]))
 
 
 # The real CloudWatch and CodeDeploy agent packages cannot be downloaded here: the local fleet
@@ -270,6 +277,7 @@ def down(name: str = "local") -> None:
         containers.remove(row["name"])
         removed += 1
     containers.remove_network(data.get("network", f"ec2fleet-{name}"))
+    containers.remove_network(data.get("public_network", f"ec2fleet-{name}-public"))
     if data.get("emulator_pid") and emulator._is_moto_process(int(data["emulator_pid"])):
         emulator._stop_pid(int(data["emulator_pid"]))
     for pidfile in emulator.state_dir().glob(f"moto-{data.get('emulator_port', 'none')}.json"):

@@ -146,7 +146,8 @@ class Reconciler:
         try:
             containers.start(
                 self.state.name, data["network"], data["image"], inst,
-                publish_ssh=f"127.0.0.1:{data['bastion_port']}" if is_bastion else None,
+                public=(data["public_network"], inst["PublicIpAddress"]) if is_bastion and inst.get("PublicIpAddress")
+                else None,
                 extra_caps=("NET_ADMIN",) if is_bastion else (),
             )
             containers.boot(name, self.state.public_key(), self.user_data(iid), console=self.state.console_path(iid))

@@ -10,12 +10,13 @@ from __future__ import annotations
 import getpass
 import json
 import os
+import shlex
 import subprocess
 from pathlib import Path
 
 from ec2fleet.aws import REPO, client_layer
 from ec2fleet.emulator import DUMMY_CREDENTIALS
-from ec2fleet.localfleet.world import network_gateway
+from ec2fleet.localfleet.world import network_gateway, public_network
 
 STATE_ROOT = Path(os.environ.get("EC2FLEET_LOCAL_STATE", REPO / ".cache" / "localfleet"))
 
@@ -62,12 +63,16 @@ class FleetState:
             "AWS_DEFAULT_REGION": self.data["region"],
             "AWS_REGION": self.data["region"],
             **DUMMY_CREDENTIALS,
-            "EC2FLEET_LOCAL_BASTION_PORT": str(self.data["bastion_port"]),
             "EC2FLEET_LOCAL_SSH_KEY": str(self.key_path),
             "EC2FLEET_LOCAL_SSH_CA": str(self.ssh_ca_dir),
-            "EC2FLEET_LOCAL_BASTION_ID": str(self.data.get("bastion_instance_id", "")),
             "EC2FLEET_LOCAL_DOUBLES": str(self.dir / "doubles"),
-            "EC2FLEET_LOCAL_CONTROLLER_ADDRESS": network_gateway(self.name),
+            # The controller's addresses on the fleet's networks (the bastion's fail2ban ignores them).
+            "EC2FLEET_LOCAL_CONTROLLER_ADDRESSES": f"{network_gateway(self.name)} {public_network(self.name)[1]}",
+            # The ec2_fleet plugin's bastion_ssh_args: the hop to the bastion's public address
+            # checks its certificate against the fleet's known_hosts and logs in with the key pair.
+            "EC2FLEET_BASTION_SSH_ARGS": shlex.join([
+                "-q", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
+                "-o", f"UserKnownHostsFile={self.known_hosts_path}", "-i", str(self.key_path)]),
         }
 
     def clients(self, service: str, region: str | None = None):

@@ -40,9 +40,17 @@ def vpc_cidr(fleet: str) -> str:
 
 
 def network_gateway(fleet: str) -> str:
-    """The container network's gateway: the address the controller's connections to published
-    ports (the bastion's SSH) arrive from."""
+    """The container network's gateway (the controller's address on the VPC's network)."""
     return f"{vpc_prefix(fleet)}.0.1"
+
+
+def public_network(fleet: str) -> tuple[str, str, str]:
+    """The internet side of the fleet's internet gateway: a /28 of TEST-NET-3 (203.0.113.0/24,
+    RFC 5737, never routed), one per fleet. (subnet, gateway: the controller's address there,
+    the bastion's Elastic IP.) The bastion's container has an interface on it, standing in for
+    the gateway's NAT of the public address onto the private one."""
+    base = 0 if fleet == "local" else 16 * (1 + zlib.crc32(fleet.encode()) % 15)
+    return f"203.0.113.{base}/28", f"203.0.113.{base + 1}", f"203.0.113.{base + 10}"
 
 
 @dataclass(frozen=True)
@@ -237,6 +245,7 @@ class World:
         self._ensure_key_pair()
         image_id = self._image_id()
         bastion_id = self._ensure_bastion(image_id, public[0], bastion_sg)
+        bastion_address = self._ensure_bastion_address(bastion_id)
         s.validate()
         tg_arns = {tg: self._ensure_target_group(vpc_id, tg) for tg in s.target_group_names()}
         tg_arn = tg_arns[DEFAULT_GROUP]
@@ -247,7 +256,8 @@ class World:
         for group in s.all_groups():
             self._ensure_asg(group, lt_id, private_ids, tg_arns[group.target_group])
         return {
-            "vpc_id": vpc_id, "bastion_instance_id": bastion_id, "target_group_arn": tg_arn,
+            "vpc_id": vpc_id, "bastion_instance_id": bastion_id, "bastion_public_ip": bastion_address,
+            "target_group_arn": tg_arn,
             "load_balancer_arn": lb_arn, "launch_template_id": lt_id, "asg_name": DEFAULT_GROUP,
             "private_subnets": private_ids, "public_subnets": public,
             "target_groups": {tg: {"arn": arn, "listener_port": listener_ports[tg]} for tg, arn in tg_arns.items()},
@@ -281,9 +291,23 @@ class World:
         return self.ec2.run_instances(
             ImageId=image_id, InstanceType="t3.micro", MinCount=1, MaxCount=1, KeyName=self.spec.key_name,
             NetworkInterfaces=[{"DeviceIndex": 0, "SubnetId": subnet_id, "Groups": [sg],
-                                "AssociatePublicIpAddress": True}],
+                                "AssociatePublicIpAddress": False}],
             TagSpecifications=_spec("instance", tags),
         )["Instances"][0]["InstanceId"]
+
+    def _ensure_bastion_address(self, instance_id: str) -> str:
+        """The bastion's Elastic IP (the address operators and the inventory plugin reach it at),
+        allocated at the fleet's address on its public network and associated with the bastion."""
+        _, _, address = public_network(self.spec.name)
+        found = self.ec2.describe_addresses(Filters=[{"Name": "public-ip", "Values": [address]}])["Addresses"]
+        if found and found[0].get("InstanceId") == instance_id:
+            return address
+        allocation = found[0]["AllocationId"] if found else self.ec2.allocate_address(
+            Domain="vpc", Address=address,
+            TagSpecifications=_spec("elastic-ip", {**self.spec.base_tags(), "Name": f"{self.spec.name}-bastion"}),
+        )["AllocationId"]
+        self.ec2.associate_address(InstanceId=instance_id, AllocationId=allocation, AllowReassociation=True)
+        return address
 
     def _ensure_target_group(self, vpc_id: str, short: str = DEFAULT_GROUP) -> str:
         name = f"{self.spec.name}-{short}"
