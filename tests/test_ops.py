@@ -74,6 +74,14 @@ def test_the_fleets_address_ranges_are_its_vpcs_cidrs(fleet_file):
     inventory = ops.Inventory(str(fleet_file), cli_env())
     assert ops.vpc_ranges(list(inventory.hosts.values())) == ["10.0.0.0/16"]
     assert ops.vpc_ranges([ops.Host("static", {})]) == []
+    # ...and for the public addresses and DNS names hosts are reached at (the bastion's).
+    hosts = list(inventory.hosts.values())
+    public = ops.public_addresses(hosts)
+    bastion = inventory.hosts["bastion-1"].vars
+    assert bastion["ec2_public_ip_address"] and bastion["ec2_public_dns_name"]
+    assert {bastion["ec2_public_ip_address"], bastion["ec2_public_dns_name"]} <= set(public)
+    assert not {h.vars["ec2_private_ip_address"] for h in hosts} & set(public)
+    assert ops.public_addresses([ops.Host("static", {})]) == []
 
 
 def test_a_session_checks_host_keys_strictly_before_the_inventorys_options():
