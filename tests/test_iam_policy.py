@@ -108,7 +108,7 @@ ASG = f"arn:aws:autoscaling:{ACCOUNT}:autoScalingGroup:8e4a3c2b-1d0f-4a5b-9c6d-7
 TG = f"arn:aws:elasticloadbalancing:{ACCOUNT}:targetgroup/web/50dc6c495c0c9188"
 INSTANCE = f"arn:aws:ec2:{ACCOUNT}:instance/i-0123456789abcdef0"
 SCOPED = {
-    "ssm:GetParameter": [LOCK], "ssm:PutParameter": [LOCK, RELEASE], "ssm:DeleteParameter": [LOCK],
+    "ssm:GetParameter": [LOCK], "ssm:PutParameter": [LOCK, RELEASE], "ssm:DeleteParameter": [LOCK, RELEASE],
     "ssm:GetParameterHistory": [LOCK, RELEASE],
     **{f"autoscaling:{name}": [ASG] for name in (
         "SuspendProcesses", "ResumeProcesses", "EnterStandby", "ExitStandby", "UpdateAutoScalingGroup",
@@ -535,7 +535,7 @@ def test_the_policy_grants_only_what_the_deploy_needs():
 @pytest.mark.parametrize(("action", "resource"), [
     ("ssm:GetParameter", f"arn:aws:ssm:{ACCOUNT}:parameter/sampleapp/prod/db-password"),
     ("ssm:PutParameter", f"arn:aws:ssm:{ACCOUNT}:parameter/sampleapp/prod/deploy-lock-other"),
-    ("ssm:DeleteParameter", RELEASE),
+    ("ssm:DeleteParameter", f"arn:aws:ssm:{ACCOUNT}:parameter/sampleapp/prod/db-password"),
     ("ssm:GetParameters", LOCK),
     ("ssm:GetParametersByPath", f"arn:aws:ssm:{ACCOUNT}:parameter/sampleapp/prod"),
     ("ssm:SendCommand", "*"),

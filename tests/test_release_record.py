@@ -48,6 +48,17 @@ def test_a_stopped_rollout_never_makes_its_candidate_the_target(aws):
     assert [h["kind"] for h in result["history"]] == ["deployed", "deployed", "candidate", "restored"]
 
 
+def test_the_first_rollout_stopped_leaves_no_record(aws):
+    # Nothing was recorded before it: putting the record back is deleting the candidate.
+    record("candidate", "1.0.0")
+    checked = run_module("ec2fleet.fleet.release_record", {**ARGS, "state": "absent"}, check=True)
+    assert checked["changed"] is True and read()["version"] == "1.0.0"
+    gone = run_module("ec2fleet.fleet.release_record", {**ARGS, "state": "absent"})
+    assert gone["changed"] is True and gone["version"] == ""
+    assert (read()["version"], read()["history"]) == ("", [])
+    assert run_module("ec2fleet.fleet.release_record", {**ARGS, "state": "absent"})["changed"] is False
+
+
 def test_candidate_then_deployed_counts_once(aws):
     record("deployed", "1.0.0")
     record("candidate", "2.0.0")

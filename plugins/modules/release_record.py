@@ -15,7 +15,9 @@ description:
     in the parameter history, so the history tells deployed releases from the others.
   - O(state=deployed) records a release a deploy finished; O(state=candidate) records one whose
     canary passed, during the rollout (new instances take it); O(state=restored) puts back the
-    release recorded before a rollout that stopped.
+    release recorded before a rollout that stopped. O(state=absent) deletes the parameter and its
+    history, when the first rollout of an environment stopped and there is nothing to put back
+    (new instances then install the playbook's default release).
   - O(state=read) changes nothing and returns the recorded release, the last good release
     (RV(last_good)) and the release a rollback should go to (RV(rollback_target)). When the latest
     write is a finished deploy, the rollback target is the deployed release before it (undo
@@ -39,19 +41,20 @@ options:
     description: Environment name, for the default O(name).
     type: str
   state:
-    description: V(read), V(deployed), V(candidate) or V(restored).
+    description: V(read), V(deployed), V(candidate), V(restored) or V(absent).
     type: str
-    choices: [read, deployed, candidate, restored]
+    choices: [read, deployed, candidate, restored, absent]
     default: read
   version:
-    description: The release to record (all states but V(read)).
+    description: The release to record (all states but V(read) and V(absent)).
     type: str
   run_id:
     description: The deploy run writing it, kept in the history.
     type: str
     default: ""
 notes:
-  - Needs C(ssm:GetParameter), C(ssm:GetParameterHistory) and C(ssm:PutParameter) on the parameter.
+  - Needs C(ssm:GetParameter), C(ssm:GetParameterHistory) and C(ssm:PutParameter) on the parameter
+    (C(ssm:DeleteParameter) for V(absent)).
 """
 
 EXAMPLES = r"""
@@ -153,7 +156,12 @@ def run(module):
     previous = history[-1]["version"] if history else ""
     result = dict(changed=False, name=name, version=previous, previous=previous)
     state = params["state"]
-    if state != "read":
+    if state == "absent":
+        result.update(changed=bool(history), version="")
+        if history and not module.check_mode:
+            aws.call("ssm", "delete_parameter", f"delete the release record {name}", Name=name)
+        history = []
+    elif state != "read":
         version = params["version"]
         description = DESCRIPTION[state].format(app=params["app"] or name, env=params["env"] or "", version=version,
                                                 run_id=params["run_id"] or "?")
@@ -173,7 +181,7 @@ ARGUMENT_SPEC = argument_spec(
     name={"type": "str"},
     app={"type": "str"},
     env={"type": "str"},
-    state={"type": "str", "choices": ["read", *KINDS], "default": "read"},
+    state={"type": "str", "choices": ["read", *KINDS, "absent"], "default": "read"},
     version={"type": "str"},
     run_id={"type": "str", "default": ""},
 )

@@ -1014,6 +1014,9 @@ def test_a_fault_on_the_second_batch_fires_the_alarm_and_every_batch_goes_back_n
     assert proc.returncode != 0, out[-4000:]
     assert_stopped_by_target_5xx(report_of(out), gate, [2, 1])
     assert versions(fleet) == before
+    # New instances install the release the fleet is back on, never the candidate that failed
+    # (also when this is the fleet's first deploy: no record before it, one release on every host).
+    assert recorded_release(fleet) == next(iter(set(before.values())))
     assert answered_5xx(load) == {faulty}, (load.summary(), faulty)
     assert_fleet_at_rest(fleet)
 
