@@ -687,7 +687,9 @@ def test_a_zonal_deploy_moves_the_version_mix_one_az_at_a_time(fleet):
     try:
         groups = asg.describe_auto_scaling_groups(AutoScalingGroupNames=["web", "api"])["AutoScalingGroups"]
         zone_of = {i["InstanceId"]: i["AvailabilityZone"] for g in groups for i in g["Instances"]}
-        assert len(zone_of) == 5 and len(set(zone_of.values())) == 3, zone_of
+        # web's and api's instances, however many the tests before left (5 after the fixed-size
+        # test alone, 6 once an earlier test scaled web out): what matters is 3 AZs.
+        assert len(zone_of) >= 5 and len(set(zone_of.values())) == 3, zone_of
         with under_load(fleet) as load:
             proc = playbook(fleet, "deploy.yml", "-e", "app_version=4.0.0", "-e", "deploy_strategy=zonal",
                             "-e", "deploy_batch_size=100%", "-e", "deploy_zonal_monitor_seconds=15")
