@@ -33,7 +33,7 @@ def test_the_local_fleet_is_wired_by_the_plugin(aws, tmp_path):
     env = state.env()
     listing = inventory_list(INVENTORY, env=env)
     hostvars = plain(listing["_meta"]["hostvars"])
-    address = public_network("local")[2]
+    address = public_network("local").bastion
     known_hosts = f"-o UserKnownHostsFile={state.known_hosts_path}"
     (bastion,) = [h for h, v in hostvars.items() if v["ec2_is_bastion"]]
     assert hostvars[bastion]["ansible_host"] == address == hostvars[bastion]["ec2_public_ip_address"]

@@ -250,13 +250,8 @@ def vpc_ranges(hosts: list[Host]) -> list[str]:
 def public_addresses(hosts: list[Host]) -> list[str]:
     """The public addresses and DNS names the hosts have (a bastion's, a host reached directly):
     outside the VPC ranges, and principals of the hosts' certificates all the same."""
-    found: list[str] = []
-    for host in hosts:
-        for key in ("ec2_public_ip_address", "ec2_public_dns_name"):
-            value = str(host.vars.get(key) or "")
-            if value and value not in found:
-                found.append(value)
-    return found
+    found = (str(host.vars.get(key) or "") for host in hosts for key in ("ec2_public_ip_address", "ec2_public_dns_name"))
+    return list(dict.fromkeys(value for value in found if value))  # in order, once each
 
 
 def status_order(host: Host) -> tuple[str, str]:

@@ -517,7 +517,7 @@ def test_an_operator_certificate_opens_the_bastion_and_the_hop_an_expired_one_do
         result = ssh(refused, *bastion)
         assert result.returncode == 255 and "Permission denied" in result.stderr, (refused, result.stderr)
     ignored = on_host(fleet, fleet.data["bastion_instance_id"], "fail2ban-client", "get", "sshd", "ignoreip")
-    assert network_gateway(fleet.name) in ignored and public_network(fleet.name)[1] in ignored, ignored
+    assert network_gateway(fleet.name) in ignored and public_network(fleet.name).gateway in ignored, ignored
 
 
 def test_host_ca_rotation_with_an_overlap_loses_no_access(fleet, tmp_path):

@@ -119,8 +119,8 @@ def up(size: int = 4, name: str = "local", timeout: float = 300, user_data: str 
         build_agent_doubles(state)
     # The containers' network is the VPC: instance private IPs are container addresses.
     containers.ensure_network(state.data["network"], vpc_cidr(name), network_gateway(name))
-    public_subnet, public_gateway, _ = public_network(name)
-    containers.ensure_network(state.data["public_network"], public_subnet, public_gateway)
+    public = public_network(name)
+    containers.ensure_network(state.data["public_network"], public.subnet, public.gateway)
     spec = FleetSpec(name=name, size=size, groups=spec.groups, public_key=state.public_key(),
                      user_data=user_data or CALLBACK_USER_DATA)
     ports = _allocate_ports(state, spec.target_group_names())
@@ -146,7 +146,7 @@ def trust_host_ca(state: FleetState) -> None:
     SSM). Lines an older checkout learnt on first use are dropped."""
     state.known_hosts_path.unlink(missing_ok=True)
     known_hosts.write(state.known_hosts_path, state.name, known_hosts.ca_lines(
-        state.name, [vpc_cidr(state.name), public_network(state.name)[0]], ["i-*"],
+        state.name, [vpc_cidr(state.name), public_network(state.name).subnet], ["i-*"],
         [(state.ssh_ca_dir / "host_ca.pub").read_text().strip()]))
 
 

@@ -67,7 +67,7 @@ class FleetState:
             "EC2FLEET_LOCAL_SSH_CA": str(self.ssh_ca_dir),
             "EC2FLEET_LOCAL_DOUBLES": str(self.dir / "doubles"),
             # The controller's addresses on the fleet's networks (the bastion's fail2ban ignores them).
-            "EC2FLEET_LOCAL_CONTROLLER_ADDRESSES": f"{network_gateway(self.name)} {public_network(self.name)[1]}",
+            "EC2FLEET_LOCAL_CONTROLLER_ADDRESSES": f"{network_gateway(self.name)} {public_network(self.name).gateway}",
             # The ec2_fleet plugin's bastion_ssh_args: the hop to the bastion's public address
             # checks its certificate against the fleet's known_hosts and logs in with the key pair.
             "EC2FLEET_BASTION_SSH_ARGS": shlex.join([

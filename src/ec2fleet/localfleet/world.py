@@ -18,6 +18,7 @@ import base64
 import re
 import zlib
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 FLEET_TAG = "ec2fleet:fleet"
 DEFAULT_GROUP = "web"  # the ASG and target group every local fleet has
@@ -44,13 +45,18 @@ def network_gateway(fleet: str) -> str:
     return f"{vpc_prefix(fleet)}.0.1"
 
 
-def public_network(fleet: str) -> tuple[str, str, str]:
+class PublicNetwork(NamedTuple):
+    subnet: str
+    gateway: str  # the controller's address there
+    bastion: str  # the bastion's Elastic IP
+
+
+def public_network(fleet: str) -> PublicNetwork:
     """The internet side of the fleet's internet gateway: a /28 of TEST-NET-3 (203.0.113.0/24,
-    RFC 5737, never routed), one per fleet. (subnet, gateway: the controller's address there,
-    the bastion's Elastic IP.) The bastion's container has an interface on it, standing in for
-    the gateway's NAT of the public address onto the private one."""
+    RFC 5737, never routed), one per fleet. The bastion's container has an interface on it,
+    standing in for the gateway's NAT of the public address onto the private one."""
     base = 0 if fleet == "local" else 16 * (1 + zlib.crc32(fleet.encode()) % 15)
-    return f"203.0.113.{base}/28", f"203.0.113.{base + 1}", f"203.0.113.{base + 10}"
+    return PublicNetwork(f"203.0.113.{base}/28", f"203.0.113.{base + 1}", f"203.0.113.{base + 10}")
 
 
 @dataclass(frozen=True)
@@ -298,7 +304,7 @@ class World:
     def _ensure_bastion_address(self, instance_id: str) -> str:
         """The bastion's Elastic IP (the address operators and the inventory plugin reach it at),
         allocated at the fleet's address on its public network and associated with the bastion."""
-        _, _, address = public_network(self.spec.name)
+        address = public_network(self.spec.name).bastion
         found = self.ec2.describe_addresses(Filters=[{"Name": "public-ip", "Values": [address]}])["Addresses"]
         if found and found[0].get("InstanceId") == instance_id:
             return address
