@@ -1,8 +1,11 @@
 """End to end on the local fleet: up, site.yml, smoke tests, rolling deploys and their faults, down.
 
-Runs with `tools/test e2e` (EC2FLEET_E2E=1); the default pytest run leaves it out. It uses the
-fleet named `local` (the one `tools/fleet up` makes) and refuses to start when one is already up.
-The tests run in file order and share one fleet; each builds on the state the previous left.
+Runs with `tools/test e2e` (EC2FLEET_E2E=1); the default pytest run leaves it out. It uses a
+fleet named `e2e` (its own emulator, networks and ports), so it runs beside the README's commands
+and their `local` fleet (tests/e2e/test_0_readme_commands.py, another xdist worker), and refuses
+to start when an `e2e` fleet is already up. The ops commands reach it through EC2FLEET_FLEET
+(the fleet's environment). The tests run in file order and share one fleet; each builds on the
+state the previous left.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 INVENTORY = "inventory/local.ec2_fleet.yml"
 APP = "sampleapp"
+FLEET = "e2e"
 SIZE = 3
 # A host's line in a playbook's recap: name, unreachable, failed.
 RECAP = re.compile(r"^(\S+)\s+: ok=\d+\s+changed=\d+\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
@@ -230,15 +234,15 @@ def clear_faults(state) -> None:
 # -- the fleet -------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def fleet():
-    if control.exists():
-        pytest.fail("a local fleet is already up: `tools/fleet down` first (the e2e tests use that fleet name)")
+    if control.exists(FLEET):
+        pytest.fail(f"a fleet {FLEET} is already up: `EC2FLEET_FLEET={FLEET} tools/fleet down` first")
     for version in ("1.0.0", "2.0.0", "3.0.0", "4.0.0", "5.0.0"):
         subprocess.run([str(REPO / "tools" / "build-release"), version], cwd=REPO, check=True, capture_output=True)
     try:
-        state = control.up(size=SIZE)
+        state = control.up(size=SIZE, name=FLEET)
         yield state
     finally:
-        control.down()
+        control.down(FLEET)
 
 
 def test_up_and_site_converge(fleet):
@@ -639,7 +643,7 @@ def test_fixed_size_groups_deploy_each_within_its_policy_and_get_their_sizes_bac
     in one line before anything changes."""
     asg = fleet.clients("autoscaling")
     size = len(web_instances(fleet))
-    control.up(size=size, groups="api:2:fixed")
+    control.up(size=size, name=FLEET, groups="api:2:fixed")
     control.wait_callbacks(fleet)  # the new instances converge on the recorded release
     api_max = group_sizes(fleet, "api")[2]
     asg.update_auto_scaling_group(AutoScalingGroupName="web", MinSize=size, MaxSize=size)
@@ -1094,7 +1098,7 @@ def test_site_converges_the_web_hosts_over_ssm_with_the_bastion_stopped(fleet):
 
 def test_down_leaves_nothing(fleet):
     port = fleet.data["emulator_port"]
-    control.down()
-    assert containers.list_fleet("local") == {}
+    control.down(FLEET)
+    assert containers.list_fleet(FLEET) == {}
     assert all(info["port"] != port for info in emulator.running_servers())
-    assert not control.exists()
+    assert not control.exists(FLEET)

@@ -5,6 +5,10 @@ changes the web ASG's size, or a group's). Groups beside `web` (`groups`, e.g. "
 are added or resized, never removed, by a later `up`. `down` stops fleetd (which stops the
 balancer), removes every container and the network of the fleet, stops the emulator by its PID
 and deletes the state.
+
+A fleet is named (`local` unless EC2FLEET_FLEET names another): each has its own emulator,
+networks, address ranges and balancer ports, so two can run side by side (the e2e tests' fleet
+beside the README's).
 """
 
 from __future__ import annotations
@@ -51,12 +55,18 @@ def _say(msg: str) -> None:
     progress.phase(f"fleet: {msg}")
 
 
-def load(name: str = "local") -> FleetState:
-    return FleetState.load(FleetState.path_for(name))
+def default_name() -> str:
+    """The fleet the commands act on when none is named: EC2FLEET_FLEET, else `local`
+    (`tools/fleet env` exports the variable, so commands run after it reach the same fleet)."""
+    return os.environ.get("EC2FLEET_FLEET") or "local"
 
 
-def exists(name: str = "local") -> bool:
-    return (FleetState.path_for(name) / "state.json").exists()
+def load(name: str | None = None) -> FleetState:
+    return FleetState.load(FleetState.path_for(name or default_name()))
+
+
+def exists(name: str | None = None) -> bool:
+    return (FleetState.path_for(name or default_name()) / "state.json").exists()
 
 
 def describe(spec: FleetSpec) -> str:
@@ -83,10 +93,11 @@ def _allocate_ports(state: FleetState, target_groups: list[str]) -> dict[str, in
     return ports
 
 
-def up(size: int = 4, name: str = "local", timeout: float = 300, user_data: str = "",
+def up(size: int = 4, name: str | None = None, timeout: float = 300, user_data: str = "",
        groups: str | list[str | GroupSpec] | tuple = ()) -> FleetState:
     """Bring the fleet up: ASG `web` of `size`, and the `groups` beside it (GroupSpecs, or their
     text form `NAME:SIZE[:fixed][:tg=TARGET_GROUP]`, a list or comma-separated)."""
+    name = name or default_name()
     spec = FleetSpec(name=name, size=size, groups=parse_groups(groups))
     spec.validate()  # before anything starts
     image = subprocess.run([str(REPO / "tools" / "platform"), "image"], check=True,
@@ -255,7 +266,8 @@ def _booted(state: FleetState, iid: str) -> bool:
     return out == "" and containers.docker("exec", name, "systemctl", "is-active", "ssh", check=False).strip() == "active"
 
 
-def down(name: str = "local") -> None:
+def down(name: str | None = None) -> None:
+    name = name or default_name()
     directory = FleetState.path_for(name)
     data = {}
     if (directory / "state.json").exists():

@@ -63,6 +63,8 @@ class FleetState:
             "AWS_DEFAULT_REGION": self.data["region"],
             "AWS_REGION": self.data["region"],
             **DUMMY_CREDENTIALS,
+            # The fleet the ops commands (tools/fleet) act on, when it is not `local`.
+            "EC2FLEET_FLEET": self.name,
             "EC2FLEET_LOCAL_SSH_KEY": str(self.key_path),
             "EC2FLEET_LOCAL_SSH_CA": str(self.ssh_ca_dir),
             "EC2FLEET_LOCAL_DOUBLES": str(self.dir / "doubles"),
