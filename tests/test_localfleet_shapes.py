@@ -57,7 +57,7 @@ def test_fleet_spec_groups_and_target_groups():
         ("web", 3, False, "web"), ("api", 2, True, "second"), ("batch", 1, False, "web"),
         ("jobs", 1, False, "second"), ("x", 1, False, "third")]
     assert spec.target_group_names() == ["web", "second", "third"]
-    assert FleetSpec().all_groups() == [GroupSpec("web", 4)] and FleetSpec().target_group_names() == ["web"]
+    assert FleetSpec().all_groups() == [GroupSpec("web", 3)] and FleetSpec().target_group_names() == ["web"]
 
 
 def test_control_up_refuses_a_bad_shape_before_starting_anything(monkeypatch):
@@ -97,14 +97,14 @@ def listeners(lb_arn: str) -> dict[int, str]:
 
 
 @pytest.mark.emulator
-def test_default_fleet_is_one_web_asg_of_four_min_zero(aws):
+def test_default_fleet_is_one_web_asg_of_three_min_zero(aws):
     ids = World(clients, FleetSpec(name="dflt")).ensure()
     groups = fleet_groups(clients("autoscaling"), "dflt")
     assert [g["AutoScalingGroupName"] for g in groups] == ["web"]
     web = groups[0]
-    assert (web["MinSize"], web["DesiredCapacity"], web["MaxSize"]) == (0, 4, 30)
+    assert (web["MinSize"], web["DesiredCapacity"], web["MaxSize"]) == (0, 3, 30)
     assert web["TargetGroupARNs"] == [ids["target_group_arn"]]
-    assert ids["asg_name"] == "web" and ids["groups"] == {"web": {"size": 4, "fixed": False, "target_group": "web"}}
+    assert ids["asg_name"] == "web" and ids["groups"] == {"web": {"size": 3, "fixed": False, "target_group": "web"}}
     assert list(ids["target_groups"]) == ["web"] and ids["target_groups"]["web"]["listener_port"] == 80
     assert listeners(ids["load_balancer_arn"]) == {80: ids["target_group_arn"]}
     tags = instance_tags([i["InstanceId"] for i in web["Instances"]])

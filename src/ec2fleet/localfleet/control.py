@@ -93,7 +93,7 @@ def _allocate_ports(state: FleetState, target_groups: list[str]) -> dict[str, in
     return ports
 
 
-def up(size: int = 4, name: str | None = None, timeout: float = 300, user_data: str = "",
+def up(size: int = 3, name: str | None = None, timeout: float = 300, user_data: str = "",
        groups: str | list[str | GroupSpec] | tuple = ()) -> FleetState:
     """Bring the fleet up: ASG `web` of `size`, and the `groups` beside it (GroupSpecs, or their
     text form `NAME:SIZE[:fixed][:tg=TARGET_GROUP]`, a list or comma-separated)."""

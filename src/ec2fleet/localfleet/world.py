@@ -126,7 +126,7 @@ class FleetSpec:
     env: str = "local"
     service: str = "sampleapp"
     region: str = "us-east-1"
-    size: int = 4
+    size: int = 3
     max_size: int = 30
     key_name: str = "ec2fleet-local"
     public_key: str = ""
