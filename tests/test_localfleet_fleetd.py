@@ -189,3 +189,28 @@ def test_a_tick_evaluates_the_emulators_alarms_now_and_then(loop):
     reconciler.alarms_due = 0
     reconciler.tick()  # as on AWS, the next evaluation overrides a state set by hand
     assert cloudwatch.describe_alarms(AlarmNames=["web-heartbeat"])["MetricAlarms"][0]["StateValue"] == "ALARM"
+
+
+def test_containers_are_listed_again_only_when_something_may_have_changed_them(loop, monkeypatch):
+    """docker ps at every half-second tick kept dockerd the busiest process on the machine: the
+    listing is reused while the instances and their states stay the same, and taken again when
+    they change, when a launch ends, or after CONTAINERS_REFRESH seconds."""
+    reconciler, fake, clock, _, _ = loop
+    calls = []
+    listing = fake.list_fleet
+    monkeypatch.setattr(fleetd.containers, "list_fleet", lambda fleet: calls.append(fleet) or listing(fleet))
+    monkeypatch.setattr(fleetd, "CONTAINERS_REFRESH", 3600)
+    settle(reconciler, clock)  # launches end: listed again after them
+    assert set(fake.rows) == set(ips())
+    calls.clear()
+    settle(reconciler, clock, ticks=5)
+    assert calls == []  # nothing changed: no listing
+    victim = members("web")[0]
+    clients("autoscaling").terminate_instance_in_auto_scaling_group(InstanceId=victim, ShouldDecrementDesiredCapacity=False)
+    reconciler.tick()
+    assert calls == [FLEET]  # the instances changed
+    monkeypatch.setattr(fleetd, "CONTAINERS_REFRESH", 0)
+    calls.clear()
+    reconciler.tick()
+    reconciler.tick()
+    assert calls == [FLEET, FLEET]  # the listing's age alone

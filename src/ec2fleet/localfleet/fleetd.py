@@ -45,6 +45,10 @@ METRICS_PERIOD = float(os.environ.get("EC2FLEET_LB_METRICS_PERIOD", "5"))
 # balancer's numbers for it are published at the next tick after the end).
 ALARMS_INTERVAL = float(os.environ.get("EC2FLEET_ALARMS_INTERVAL", "5"))
 ALARMS_SETTLE = float(os.environ.get("EC2FLEET_ALARMS_SETTLE", "2"))
+# The fleet's containers are listed again (docker ps) when the emulator's instances or their
+# states change, when a launch ends, and at least this often (something outside fleetd may have
+# removed one). Listing at every half-second tick kept dockerd busier than any other process.
+CONTAINERS_REFRESH = float(os.environ.get("EC2FLEET_CONTAINERS_REFRESH", "5"))
 
 
 def target_groups(data: dict) -> dict[str, dict]:
@@ -82,6 +86,9 @@ class Reconciler:
         self.launching: dict[str, Future] = {}
         self.will_callback: set[str] = set()
         self.kept: set[str] = set()
+        self._containers: dict[str, dict] | None = None  # list_fleet's last answer (containers_now)
+        self._containers_for: frozenset = frozenset()
+        self._containers_at = 0.0
         # Boot in parallel and in the background: each container spends most of its boot waiting
         # on systemd, and the loop must keep the balancer in step meanwhile.
         self.pool = ThreadPoolExecutor(max_workers=6, thread_name_prefix="launch")
@@ -109,13 +116,24 @@ class Reconciler:
         raw = value.get("Value") if isinstance(value, dict) else None
         return base64.b64decode(raw).decode() if raw else ""
 
+    def containers_now(self, instances: dict[str, dict]) -> dict[str, dict]:
+        """The fleet's containers: the last listing, unless the instances or their states changed,
+        a launch ended (it forgets the listing) or CONTAINERS_REFRESH seconds passed."""
+        seen = frozenset((iid, inst["State"]["Name"]) for iid, inst in instances.items())
+        if (self._containers is None or seen != self._containers_for
+                or time.monotonic() - self._containers_at >= CONTAINERS_REFRESH):
+            self._containers = containers.list_fleet(self.state.name)
+            self._containers_for, self._containers_at = seen, time.monotonic()
+        return self._containers
+
     def reconcile_containers(self, instances: dict[str, dict], keep=frozenset()) -> None:
         """Containers for running instances; none for the others, except those in `keep` (draining)."""
         for iid, future in list(self.launching.items()):
             if future.done():
                 del self.launching[iid]
                 self.will_callback.discard(iid)
-        existing = containers.list_fleet(self.state.name)
+                self._containers = None  # its container is there now, or was removed on failure
+        existing = dict(self.containers_now(instances))
         running = {iid: i for iid, i in instances.items() if i["State"]["Name"] in ("pending", "running")}
         for iid, row in existing.items():
             if iid in running or iid in self.launching:
@@ -129,6 +147,7 @@ class Reconciler:
             log.info("instance %s is %s: removing its container", iid, state)
             containers.remove(row["name"])
             self.kept.discard(iid)
+            self._containers.pop(iid, None)
         todo = [inst for iid, inst in running.items()
                 if iid not in existing and iid not in self.launching and self.failed.get(iid, 0) < 3]
         converged = bool(todo) and self.state.read_flag("converged")
