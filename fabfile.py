@@ -75,11 +75,11 @@ def _playbook(c, inventory: str, playbook: str, extra: str = "") -> None:
         raise SystemExit(code)
 
 
-@task(help={"size": "web ASG size (1-50, default 3: one per AZ)", "converge": "run playbooks/site.yml after (default yes)",
+@task(help={"size": f"web ASG size (1-50, default {control.DEFAULT_SIZE}: one per AZ)", "converge": "run playbooks/site.yml after (default yes)",
             "groups": "more ASGs beside web, comma-separated NAME:SIZE[:fixed][:tg=TARGET_GROUP] "
                       "(fixed: MinSize = desired; tg: a target group of its own, default web), "
                       "e.g. api:2:fixed,batch:3:tg=batch"})
-def up(c, size=3, converge=True, groups=""):
+def up(c, size=control.DEFAULT_SIZE, converge=True, groups=""):
     """Bring the local fleet up (emulated AWS + containers) and converge it with site.yml."""
     try:
         specs = control.parse_groups(groups)

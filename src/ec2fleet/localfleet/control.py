@@ -27,6 +27,7 @@ from ec2fleet.localfleet import containers
 from ec2fleet.localfleet.state import FleetState
 from ec2fleet.localfleet.world import (
     DEFAULT_GROUP,
+    DEFAULT_SIZE,
     FleetSpec,
     GroupSpec,
     World,
@@ -93,7 +94,7 @@ def _allocate_ports(state: FleetState, target_groups: list[str]) -> dict[str, in
     return ports
 
 
-def up(size: int = 3, name: str | None = None, timeout: float = 300, user_data: str = "",
+def up(size: int = DEFAULT_SIZE, name: str | None = None, timeout: float = 300, user_data: str = "",
        groups: str | list[str | GroupSpec] | tuple = ()) -> FleetState:
     """Bring the fleet up: ASG `web` of `size`, and the `groups` beside it (GroupSpecs, or their
     text form `NAME:SIZE[:fixed][:tg=TARGET_GROUP]`, a list or comma-separated)."""

@@ -133,9 +133,9 @@ class Reconciler:
                 del self.launching[iid]
                 self.will_callback.discard(iid)
                 self._containers = None  # its container is there now, or was removed on failure
-        existing = dict(self.containers_now(instances))
+        existing = self.containers_now(instances)  # kept in step below as containers go
         running = {iid: i for iid, i in instances.items() if i["State"]["Name"] in ("pending", "running")}
-        for iid, row in existing.items():
+        for iid, row in list(existing.items()):
             if iid in running or iid in self.launching:
                 continue
             state = instances.get(iid, {}).get("State", {}).get("Name", "gone")
@@ -147,7 +147,7 @@ class Reconciler:
             log.info("instance %s is %s: removing its container", iid, state)
             containers.remove(row["name"])
             self.kept.discard(iid)
-            self._containers.pop(iid, None)
+            del existing[iid]
         todo = [inst for iid, inst in running.items()
                 if iid not in existing and iid not in self.launching and self.failed.get(iid, 0) < 3]
         converged = bool(todo) and self.state.read_flag("converged")

@@ -63,7 +63,7 @@ class FleetState:
             "AWS_DEFAULT_REGION": self.data["region"],
             "AWS_REGION": self.data["region"],
             **DUMMY_CREDENTIALS,
-            # The fleet the ops commands (tools/fleet) act on, when it is not `local`.
+            # The fleet the ops commands (tools/fleet) act on (control.default_name).
             "EC2FLEET_FLEET": self.name,
             "EC2FLEET_LOCAL_SSH_KEY": str(self.key_path),
             "EC2FLEET_LOCAL_SSH_CA": str(self.ssh_ca_dir),

@@ -23,6 +23,7 @@ from typing import NamedTuple
 FLEET_TAG = "ec2fleet:fleet"
 DEFAULT_GROUP = "web"  # the ASG and target group every local fleet has
 MAX_INSTANCES = 50  # web instances over all groups
+DEFAULT_SIZE = 3  # the web ASG's size when none is given: one instance per AZ
 FIRST_EXTRA_LISTENER_PORT = 8081  # the ALB listener port of the first target group after `web`
 _NAME = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
 RESERVED_NAMES = {"bastion"}  # the bastion's Name tag and inventory group
@@ -126,7 +127,7 @@ class FleetSpec:
     env: str = "local"
     service: str = "sampleapp"
     region: str = "us-east-1"
-    size: int = 3
+    size: int = DEFAULT_SIZE
     max_size: int = 30
     key_name: str = "ec2fleet-local"
     public_key: str = ""
