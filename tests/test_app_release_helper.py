@@ -58,10 +58,13 @@ def result_of(run):
     return json.loads(run.stdout)
 
 
-def fake_release(root, version, installed_at):
+def fake_release(root, version, installed_at, sha256=None):
     path = root / "releases" / version
     path.mkdir(parents=True)
-    (path / ".installed.json").write_text(json.dumps({"version": version, "installed_at": installed_at}))
+    meta = {"version": version, "installed_at": installed_at}
+    if sha256:
+        meta["artifact_sha256"] = sha256
+    (path / ".installed.json").write_text(json.dumps(meta))
 
 
 def test_install_is_offline_idempotent_and_immutable(root, tmp_path):
@@ -187,20 +190,21 @@ def test_status_on_a_new_host(tmp_path):
     config.write_text(f"APP_NAME=sampleapp\nAPP_ROOT={root}\nAPP_SERVICE=x.service\nAPP_HEALTH_URL=http://127.0.0.1:9/\n")
     run = helper(root, "status")
     assert run.returncode == 0, run.stderr
-    assert run.stdout == '{"current": null, "installed": [], "previous": null}\n'
+    assert run.stdout == '{"artifacts": {}, "current": null, "installed": [], "previous": null}\n'
     assert not root.exists()  # read-only: not even the lock file
 
 
 def test_status_reports_current_previous_and_installed(root):
-    assert result_of(helper(root, "status")) == {"current": None, "previous": None, "installed": []}
-    fake_release(root, "2.0.0", 2)
-    fake_release(root, "1.0.0", 1)
-    fake_release(root, "3.0.0", 3)
+    assert result_of(helper(root, "status")) == {"current": None, "previous": None, "installed": [], "artifacts": {}}
+    fake_release(root, "2.0.0", 2, sha256="b" * 64)
+    fake_release(root, "1.0.0", 1, sha256="a" * 64)
+    fake_release(root, "3.0.0", 3)  # installed by an older helper: no checksum recorded
     (root / "releases" / "4.0.0").mkdir()  # half-installed: not a release
     helper(root, "activate", "1.0.0", "--no-restart")
     helper(root, "activate", "2.0.0", "--no-restart")
     assert result_of(helper(root, "status")) == {
-        "current": "2.0.0", "previous": "1.0.0", "installed": ["1.0.0", "2.0.0", "3.0.0"]}
+        "current": "2.0.0", "previous": "1.0.0", "installed": ["1.0.0", "2.0.0", "3.0.0"],
+        "artifacts": {"1.0.0": "a" * 64, "2.0.0": "b" * 64, "3.0.0": None}}
 
 
 def test_remove_drops_a_release_and_its_artifact(root):

@@ -332,6 +332,55 @@ def test_rollback_returns_to_the_last_good_release_with_no_artifact_on_the_contr
     assert_fleet_at_rest(fleet)
 
 
+def test_a_checksum_mismatch_on_one_host_stops_the_deploy_before_any_host_leaves_service(fleet):
+    """Staging fails on one host: it holds a release 3.0.0 installed from another artifact (a
+    version rebuilt and republished, a hand install), which no deploy may switch to. The deploy
+    stops before any host leaves service and names the host and both checksums; the other hosts
+    lose what the staging installed, that host keeps what it had, every host runs the release it
+    ran. No request fails, the lock is released, the release record is unchanged."""
+    ssm = fleet.clients("ssm")
+
+    def record():  # none before the first deploy
+        try:
+            return recorded_release(fleet)
+        except ssm.exceptions.ParameterNotFound:
+            return None
+
+    before, record_before = versions(fleet), record()
+    hosts = sorted(before)
+    odd = hosts[-1]
+    # Release 3.0.0 on `odd`, as the helper records one: its marker names the artifact it came from
+    # (here the running release's, not 3.0.0's).
+    marker = f"/opt/{APP}/releases/3.0.0/.installed.json"
+    on_host(fleet, odd, "python3", "-c",
+            "import json, pathlib, time\n"
+            f"current = pathlib.Path('/opt/{APP}/current').resolve() / '.installed.json'\n"
+            "meta = dict(json.loads(current.read_text()), version='3.0.0', installed_at=time.time())\n"
+            f"pathlib.Path('{marker}').parent.mkdir()\n"
+            f"pathlib.Path('{marker}').write_text(json.dumps(meta))\n")
+    foreign = json.loads(on_host(fleet, odd, "cat", marker))["artifact_sha256"]
+    expected = (REPO / "dist" / f"{APP}-3.0.0.tar.gz.sha256").read_text().split()[0]
+    try:
+        with under_load(fleet) as load:
+            proc = playbook(fleet, "deploy.yml", "-e", "app_version=3.0.0")
+        assert proc.returncode != 0, proc.stdout[-4000:]
+        reason = re.search(r"staging 3\.0\.0 failed on 1 host\(s\), no host left service: (\S+): (.*)", proc.stdout)
+        assert reason and reason[1].endswith(odd), proc.stdout[-4000:]
+        assert "installed from another artifact" in reason[2] and foreign in reason[2] and expected in reason[2], reason[2]
+        report = report_of(proc.stdout)
+        assert all(b["state"] == "not_started" for b in report["batches"]), report["batches"]
+        assert load.failed == 0, load.summary()
+        assert load.versions().keys() == set(before.values()), load.summary()
+        assert versions(fleet) == before
+        left = {iid: on_host(fleet, iid, f"/usr/local/sbin/{APP}-release", "list").split() for iid in hosts}
+        assert {iid for iid, found in left.items() if "3.0.0" in found} == {odd}, left
+        assert json.loads(on_host(fleet, odd, "cat", marker))["artifact_sha256"] == foreign
+        assert record() == record_before
+        assert_fleet_at_rest(fleet)
+    finally:
+        on_host(fleet, odd, "rm", "-rf", f"/opt/{APP}/releases/3.0.0")
+
+
 def test_canary_failing_its_health_check_is_rolled_back_alone(fleet, tmp_path):
     for inst in web_instances(fleet):
         add_fault(fleet, inst["InstanceId"], "3.0.0")
@@ -1039,8 +1088,9 @@ def paused_at(state, number: int, deploy: subprocess.Popen, timeout: float = 600
 
 
 def test_checkpoints_wait_for_an_operator_who_resumes_then_aborts_from_another_controller(fleet, tmp_path):
-    """deploy_checkpoints [30, 60] with deploy_checkpoint_wait resume, 3 hosts one per batch: the
-    rollout pauses after batch 1 and after batch 2. The operator answers with
+    """deploy_checkpoints at 1/n and 2/n of the web hosts (however many the tests before left),
+    deploy_checkpoint_wait resume, one host per batch: the rollout pauses after batch 1 and after
+    batch 2. The operator answers with
     playbooks/deploy-resume.yml from another controller (its own process and empty fact cache:
     the lock's SSM record is the only channel): an answer for the wrong checkpoint is refused in
     one line, checkpoint 1 is resumed, checkpoint 2 aborted, and the abort switches back every
@@ -1048,13 +1098,18 @@ def test_checkpoints_wait_for_an_operator_who_resumes_then_aborts_from_another_c
     before = versions(fleet)
     target = other_release(fleet)
     operator = fresh_controller(tmp_path)
+    hosts = len(web_instances(fleet))
+    assert hosts >= 3, hosts
+    # A checkpoint sits at the first batch boundary at or past its percentage: 1/n and 2/n of n hosts
+    # (rounded down) are reached by batches 1 and 2 exactly.
+    percents = [100 // hosts, 200 // hosts]
     deploy = deploy_in_background(fleet, "-e", f"app_version={target}", "-e", "deploy_batch_size=1",
                                   "-e", "deploy_canary_bake_seconds=3", "-e", "deploy_checkpoint_wait=resume",
-                                  "-e", json.dumps({"deploy_checkpoints": [30, 60]}))
+                                  "-e", json.dumps({"deploy_checkpoints": percents}))
     try:
         with under_load(fleet) as load:
             point = paused_at(fleet, 1, deploy)
-            assert (point["batch"], point["hosts_done"], point["hosts_total"]) == (1, 1, 3), point
+            assert (point["batch"], point["hosts_done"], point["hosts_total"]) == (1, 1, hosts), point
             wrong = playbook(fleet, "deploy-resume.yml", "-e", "deploy_resume_checkpoint=2", env=operator)
             assert wrong.returncode != 0 and "checkpoint 1" in wrong.stdout, wrong.stdout[-3000:]
             resumed = playbook(fleet, "deploy-resume.yml", env=operator)

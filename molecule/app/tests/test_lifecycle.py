@@ -159,8 +159,12 @@ def test_11_stage_leaves_the_running_release_alone(host):
     run = phases("5.0.0", "stage", env=NEW_ENV)
     assert run.rc == 0, run.output[-3000:]
     assert run.changed == 2, run.output[-3000:]  # the artifact copy and the install, nothing else
-    assert json.loads(host.check_output("sampleapp-release status")) == {
+    status = json.loads(host.check_output("sampleapp-release status"))
+    assert {key: status[key] for key in ("current", "previous", "installed")} == {
         "current": "4.0.0", "previous": "3.0.0", "installed": ["3.0.0", "4.0.0", "5.0.0"]}
+    # Each release with the checksum of the artifact it came from (a rebuilt version is refused).
+    assert list(status["artifacts"]) == status["installed"], status
+    assert all(re.fullmatch(r"[0-9a-f]{64}", sha) for sha in status["artifacts"].values()), status
     assert serving(host) == "4.0.0"
     # The service was not touched, and the new env file waits for activate.
     assert (main_pid(host), starts(host)) == (pid, started)
