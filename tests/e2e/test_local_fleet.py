@@ -165,9 +165,12 @@ def registered_anywhere(state, iid: str) -> bool:
                for d in elb.describe_target_health(TargetGroupArn=tg["TargetGroupArn"])["TargetHealthDescriptions"])
 
 
-def recorded_release(state) -> str:
-    """The release new instances bootstrap (the deploy's release record)."""
-    return state.clients("ssm").get_parameter(Name=f"/{APP}/local/release")["Parameter"]["Value"]
+def recorded_release(state) -> str | None:
+    """The release new instances bootstrap (the deploy's release record); none before the first deploy."""
+    try:
+        return state.clients("ssm").get_parameter(Name=f"/{APP}/local/release")["Parameter"]["Value"]
+    except state.clients("ssm").exceptions.ParameterNotFound:
+        return None
 
 
 def lock_value(state):
@@ -338,15 +341,7 @@ def test_a_checksum_mismatch_on_one_host_stops_the_deploy_before_any_host_leaves
     stops before any host leaves service and names the host and both checksums; the other hosts
     lose what the staging installed, that host keeps what it had, every host runs the release it
     ran. No request fails, the lock is released, the release record is unchanged."""
-    ssm = fleet.clients("ssm")
-
-    def record():  # none before the first deploy
-        try:
-            return recorded_release(fleet)
-        except ssm.exceptions.ParameterNotFound:
-            return None
-
-    before, record_before = versions(fleet), record()
+    before, record_before = versions(fleet), recorded_release(fleet)
     hosts = sorted(before)
     odd = hosts[-1]
     # Release 3.0.0 on `odd`, as the helper records one: its marker names the artifact it came from
@@ -375,7 +370,7 @@ def test_a_checksum_mismatch_on_one_host_stops_the_deploy_before_any_host_leaves
         left = {iid: on_host(fleet, iid, f"/usr/local/sbin/{APP}-release", "list").split() for iid in hosts}
         assert {iid for iid, found in left.items() if "3.0.0" in found} == {odd}, left
         assert json.loads(on_host(fleet, odd, "cat", marker))["artifact_sha256"] == foreign
-        assert record() == record_before
+        assert recorded_release(fleet) == record_before
         assert_fleet_at_rest(fleet)
     finally:
         on_host(fleet, odd, "rm", "-rf", f"/opt/{APP}/releases/3.0.0")
