@@ -87,8 +87,11 @@ def test_two_groups_sharing_a_target_group_and_one_host_outside_out_and_back_in(
     assert calls["EnterStandby"] == 2 and calls["DeregisterTargets"] == 1  # one per group; one per target group
     assert calls["DescribeAutoScalingGroups"] == 1 and calls["DescribeTargetGroupAttributes"] == 1
     # One target group: one DescribeTargetHealth before (the host outside: what to deregister) and one
-    # per poll, as many as the polls' DescribeAutoScalingInstances (one per 50) plus the look-up's one.
-    assert calls["DescribeTargetHealth"] == calls["DescribeAutoScalingInstances"]
+    # per poll; one DescribeAutoScalingInstances for the look-up, one per poll (one per 50 instances),
+    # and one confirming read in each poll where group members reached the goal (at least one, at
+    # most one per member).
+    assert calls["DescribeTargetHealth"] == 1 + out["polls"]
+    assert 1 + out["polls"] + 1 <= calls["DescribeAutoScalingInstances"] <= 1 + out["polls"] + 3
 
     assert out_again["changed"] is False and out_again["ok_instances"] == everyone
     assert "EnterStandby" not in out_again["api_calls"] and "DeregisterTargets" not in out_again["api_calls"]
@@ -118,11 +121,13 @@ def test_25_instances_two_standby_calls_and_one_health_read_per_target_group_per
         assert result["changed"] is True and result["failed_instances"] == [] and len(result["ok_instances"]) == 25
         calls = result["api_calls"]
         assert calls[move] == 2  # 20 + 5
-        # 25 ids: one DescribeAutoScalingInstances to look them up, then one per poll; each poll reads
-        # each of the 2 target groups once, whatever the batch size.
-        polls = calls["DescribeAutoScalingInstances"] - 1
+        # 25 ids: one DescribeAutoScalingInstances to look them up, then one per poll, and one more in
+        # a poll where some reached the goal (to confirm they are still in Standby or InService);
+        # each poll reads each of the 2 target groups at most once, whatever the batch size.
+        polls = result["polls"]
         assert polls >= 1
-        assert calls["DescribeTargetHealth"] == len(arns) * polls, calls
+        assert 1 + polls + 1 <= calls["DescribeAutoScalingInstances"] <= 1 + 2 * polls, calls
+        assert len(arns) <= calls["DescribeTargetHealth"] <= len(arns) * polls, calls
     assert all(lifecycle(iid) == "InService" for iid in ids) and desired("web") == 25
     print(f"\n25-instance batch: out {out['api_calls']} ({out['waited_seconds']}s); "
           f"in {back['api_calls']} ({back['waited_seconds']}s)")
@@ -454,11 +459,13 @@ def test_each_target_group_is_read_once_per_poll_whatever_the_batch_size(sizes, 
     for tick in range(first, last + 1):  # every poll, exactly
         # The first poll finds them on their way to Standby (or InService): no target group read yet.
         assert fleet.count("describe_target_health", tick) == (0 if tick == first else n_tgs), tick
-        assert fleet.count("describe_auto_scaling_instances", tick) == describe_calls * (2 if tick == first else 1)
+        # The first: the look-up's read too; the last: the read confirming those whose target groups
+        # reached the goal (all of them, here) are still where they should be.
+        assert fleet.count("describe_auto_scaling_instances", tick) == describe_calls * (2 if tick in (first, last) else 1)
     assert fleet.count("describe_target_health") == n_tgs * (polls - 1)
     assert all(len(kw["InstanceIds"]) <= 50 for kw in fleet.arguments("describe_auto_scaling_instances"))
     assert fleet.count("describe_auto_scaling_groups") == 1
-    assert result["waited_seconds"] == polls - 1
+    assert result["waited_seconds"] == polls - 1 and result["polls"] == polls
 
 
 def test_launch_hooks_are_completed_once_per_instance_and_described_once_per_group():
@@ -504,6 +511,32 @@ def test_a_failure_concerns_its_instances_only():
     assert [kw["TargetGroupArn"] for kw in fleet.arguments("describe_target_health")].count(arn("api")) == 1
     polled = {i for kw in fleet.arguments("describe_auto_scaling_instances")[1:] for i in kw["InstanceIds"]}
     assert not polled & set(jobs)
+
+
+@pytest.mark.parametrize("direction", ["out", "in"])
+def test_an_instance_terminated_between_the_reads_of_a_poll_is_not_taken_for_done(direction):
+    # Gone from its target groups (terminated: deregistered), so the target read of the poll that
+    # had just found it in Standby (or InService) shows what the goal looks like for "out".
+    arn = "arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/web/0123456789abcdef"
+    web = fake_ids("a", 3)
+    fleet = FakeFleet({"web": (web, [arn])})
+    if direction == "in":
+        move(fleet, entries(web, "web"), "out")
+    read = fleet.describe_target_health
+
+    def describe_target_health(TargetGroupArn):
+        state = fleet.instances.get(web[0], {}).get("state")
+        if (state == "Standby" and web[0] not in fleet.targets[arn]) or state == "InService":
+            fleet.terminate(web[0])
+            fleet.targets[arn].pop(web[0], None)
+        return read(TargetGroupArn)
+
+    fleet.describe_target_health = describe_target_health
+    result = move(fleet, entries(web, "web"), direction)
+    assert result["failed_instances"] == [web[0]] and result["ok_instances"] == web[1:]
+    assert result["instances"][web[0]]["lifecycle_state"] == "detached"
+    assert result["instances"][web[0]]["error"] == (
+        f"{web[0]} left Auto Scaling group 'web' (terminated or detached) while waiting for its target groups")
 
 
 def test_a_failure_of_the_whole_call_is_raised():

@@ -270,7 +270,7 @@ class Member:
         self.id, self.asg = instance_id, asg_name
         self.ec2_state = None  # looked up for an instance outside any group
         self.hooks = None
-        self.phase = "ready"  # then lifecycle, targets, done; or failed
+        self.phase = "ready"  # then lifecycle, targets, confirm, done; or failed
         self.since = 0.0
         self.result = {
             "ok": True, "error": "", "asg_name": asg_name,
@@ -351,8 +351,12 @@ def wait_members(aws, members, direction, timeout, poll_interval, lifecycle_hook
     Each poll: DescribeAutoScalingInstances for the group members still waiting (50 a call; kept
     up after their lifecycle state is reached, so one terminated or detached meanwhile fails at
     once), then one DescribeTargetHealth per target group of the members waiting on their target
-    groups. Each member has ``timeout`` seconds for its lifecycle state and again for its target
-    groups; one that fails is dropped from later polls. Returns the seconds waited.
+    groups; a group member whose target groups reached the goal is done only when one more
+    DescribeAutoScalingInstances, read after its target groups, still finds it in its group in
+    the wanted state (one read for all the members finishing in that poll: an instance terminated
+    between the two reads of a poll is gone from its target groups and would otherwise pass as
+    drained). Each member has ``timeout`` seconds for its lifecycle state and again for its target
+    groups; one that fails is dropped from later polls. Returns (seconds waited, polls).
     """
     want, passing, goal = GOALS[direction]
     start = clock()
@@ -362,14 +366,17 @@ def wait_members(aws, members, direction, timeout, poll_interval, lifecycle_hook
         member.phase, member.since = ("lifecycle" if member.asg else "targets"), start
         if direction == IN and member.asg:
             member.hooks = LaunchHooks(aws, member.asg, member.id, lifecycle_hooks, names_cache)
+    polls = 0
     while waiting:
+        polls += 1
         _poll_lifecycle(aws, [m for m in waiting if m.asg], want, passing, timeout, start, clock)
         _poll_targets(aws, [m for m in waiting if m.phase == "targets"], goal, timeout, clock)
+        _poll_lifecycle(aws, [m for m in waiting if m.phase == "confirm"], want, passing, timeout, start, clock)
         waiting = [m for m in waiting if m.phase in ("lifecycle", "targets")]
         if waiting:
             left = min(m.since + timeout for m in waiting) - clock()
             sleep(min(poll_interval, max(left, 0.05)))
-    return round(clock() - start, 1)
+    return round(clock() - start, 1), polls
 
 
 def _poll_lifecycle(aws, members, want, passing, timeout, start, clock):
@@ -391,9 +398,11 @@ def _poll_lifecycle(aws, members, want, passing, timeout, start, clock):
                         f"while waiting for {waiting_for}")
             continue
         state = member.result["lifecycle_state"] = record["LifecycleState"]
-        if member.phase == "targets":
+        if member.phase in ("targets", "confirm"):
             if state != want:
                 member.fail(f"{member.id} went to lifecycle state {state} while waiting for its target groups")
+            elif member.phase == "confirm":
+                member.phase = "done"
             continue
         if state == want:
             member.result["lifecycle_wait_seconds"] = round(now - start, 1)
@@ -428,7 +437,7 @@ def _poll_targets(aws, members, goal, timeout, clock):
         member.result["target_states"] = states
         if all(summarize(entries) == goal for entries in states.values()):
             member.result["target_wait_seconds"] = round(now - member.since, 1)
-            member.phase = "done"
+            member.phase = "confirm" if member.asg else "done"
         elif now - member.since >= timeout:
             pending = [state_line(arn, entries) for arn, entries in states.items() if summarize(entries) != goal]
             word = "healthy" if goal == HEALTHY else "deregistered"
@@ -561,7 +570,7 @@ def move_batch(aws, members, direction, check_mode=False, decrement=True, timeou
     registrations = plan_targets(aws, members, direction, health)
     standby = {name: [m for m in ms if m.ok] for name, ms in standby.items() if any(m.ok for m in ms)}
     moved, registered = [], set()
-    waited = 0.0
+    waited, polls = 0.0, 0
 
     if check_mode:
         for member in members:
@@ -600,7 +609,7 @@ def move_batch(aws, members, direction, check_mode=False, decrement=True, timeou
                 fail_all([m for m, _target in pairs], exc)
         if timeout is None:
             timeout = DEFAULT_INSERVICE_TIMEOUT if direction == IN else _drain_timeout(aws, members)
-        waited = wait_members(aws, members, direction, timeout, poll_interval, lifecycle_hooks, sleep, clock)
+        waited, polls = wait_members(aws, members, direction, timeout, poll_interval, lifecycle_hooks, sleep, clock)
 
     registered = sorted(registered)
     ok = sorted(m.id for m in members if m.ok)
@@ -612,6 +621,7 @@ def move_batch(aws, members, direction, check_mode=False, decrement=True, timeou
         "ok_instances": ok,
         "failed_instances": failed,
         "waited_seconds": waited,
+        "polls": polls,
         "msg": summary(direction, check_mode, len(members), ok, failed, moved, registered, waited),
     }
 

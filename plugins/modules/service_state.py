@@ -104,7 +104,9 @@ notes:
     C(EnterStandby) (or C(ExitStandby)); one C(DeregisterTargets) (or C(RegisterTargets)) per
     target group with instances outside any group to change; per poll, ceil(N/50)
     C(DescribeAutoScalingInstances) while group members wait, and one C(DescribeTargetHealth) per
-    target group with instances waiting on it. RV(api_calls) counts them."
+    target group with instances waiting on it; in a poll where group members reach the goal, one
+    more C(DescribeAutoScalingInstances) per 50 of them, read after their target groups, so an
+    instance terminated between the two reads is not taken for drained. RV(api_calls) counts them."
 seealso:
   - module: ec2fleet.fleet.asg_standby
   - module: ec2fleet.fleet.target_wait
@@ -180,6 +182,14 @@ waited_seconds:
   returned: always
   type: float
   sample: 32.0
+polls:
+  description:
+    - How many times the wait read the instances' states. A poll reads DescribeAutoScalingInstances
+      once per 50 instances still waiting and DescribeTargetHealth once per target group, and once
+      more DescribeAutoScalingInstances for the instances that reached the goal in that poll.
+  returned: always
+  type: int
+  sample: 7
 api_calls:
   description: AWS API operations this call made, by operation name (a retried call counts once).
   returned: always
