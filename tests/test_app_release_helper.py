@@ -275,3 +275,21 @@ def test_remove_waits_for_the_release_lock(root):
     assert proc.returncode == 0, err
     assert json.loads(out)["changed"] is True
     assert not (root / "releases" / "1.0.0").exists()
+
+
+def test_activate_and_rollback_with_the_health_gate_in_the_same_call(root, app_server):
+    # The app on app_server reports __version__: a release of that version passes, another does not.
+    fake_release(root, "1.0.0", 1)
+    fake_release(root, __version__, 2)
+    run = helper(root, "activate", __version__, "--no-restart", "--health", "--url", app_server)
+    assert run.returncode == 0, run.stderr
+    switch, gate = (json.loads(line) for line in run.stdout.splitlines())
+    assert switch == {"changed": True, "version": __version__, "previous": None}
+    assert gate == {"changed": False, "version": __version__, "healthy": True}
+    # The gate fails after the switch: exit 3, the switch reported first (the caller rolls back).
+    run = helper(root, "rollback", "1.0.0", "--no-restart", "--health", "--url", app_server, "--timeout", "0.5")
+    assert run.returncode == 3 and "version '0.0.0.dev0'" in run.stderr
+    assert json.loads(run.stdout) == {"changed": True, "version": "1.0.0", "previous": __version__}
+    assert helper(root, "current").stdout.strip() == "1.0.0"
+    # Not installed: the switch refuses, nothing is waited for.
+    assert helper(root, "activate", "9.9.9", "--no-restart", "--health", "--url", app_server).returncode == 4
