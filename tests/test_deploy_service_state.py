@@ -418,7 +418,10 @@ class FakeFleet:
         return [kw for _t, op, kw in self.calls if op == operation]
 
     def terminate(self, instance_id):
+        """Out of its group and, as on AWS once a terminated target has drained, its target groups."""
         del self.instances[instance_id]
+        for targets in self.targets.values():
+            targets.pop(instance_id, None)
 
 
 def fake_ids(prefix, n):
@@ -528,7 +531,6 @@ def test_an_instance_terminated_between_the_reads_of_a_poll_is_not_taken_for_don
         state = fleet.instances.get(web[0], {}).get("state")
         if (state == "Standby" and web[0] not in fleet.targets[arn]) or state == "InService":
             fleet.terminate(web[0])
-            fleet.targets[arn].pop(web[0], None)
         return read(TargetGroupArn)
 
     fleet.describe_target_health = describe_target_health
